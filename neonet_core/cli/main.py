@@ -1,0 +1,66 @@
+"""The ``neonet`` command line: one console script with subcommands.
+
+Each subcommand lives in its own module exposing ``register(subparsers)``, which adds a parser and
+sets ``func(args) -> int``. Errors: one line on stderr, non-zero exit; the traceback only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from neonet_core import __version__
+from neonet_core.errors import NeoNetError
+from neonet_core.progress import MODES, set_default_mode
+
+# Subcommand modules under neonet_core.cli, in the order `neonet --help` lists them.
+COMMAND_MODULES = ["phantom", "cohort", "crop"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="neonet",
+        description="NeoNet: perineural invasion (PNI) prediction from 3D MRI.",
+    )
+    parser.add_argument("--version", action="version", version=f"neonet {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback on errors")
+    parser.add_argument(
+        "--progress", choices=MODES, default="bar", help="progress display: bar (terminal), json (JSON lines on stdout), none"
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"neonet_core.cli.{name}").register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help(sys.stderr)
+        return 2
+    set_default_mode(args.progress)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("neonet: interrupted", file=sys.stderr)
+        return 130
+    except (NeoNetError, FileNotFoundError, PermissionError, IsADirectoryError, ValueError) as err:
+        if args.debug:
+            raise
+        print(f"neonet {args.command}: error: {_one_line(err)}", file=sys.stderr)
+        return 1
+    except Exception as err:  # unexpected: still one line unless --debug
+        if args.debug:
+            raise
+        print(f"neonet {args.command}: internal error: {type(err).__name__}: {_one_line(err)} (rerun with --debug)", file=sys.stderr)
+        return 3
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+if __name__ == "__main__":
+    sys.exit(main())

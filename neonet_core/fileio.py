@@ -1,0 +1,35 @@
+"""Atomic file writing: a temp file in the target folder, then ``os.replace``. Never a half-written file."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def atomic_path(target: str | Path, suffix: str | None = None):
+    """Yield a temporary path beside ``target``; on success it is renamed onto ``target``.
+
+    The temp name keeps ``target``'s full suffix (e.g. ``.nii.gz``) so writers that choose a format
+    by extension still work. On any exception the temp file is removed and ``target`` is untouched.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    suffix = suffix if suffix is not None else "".join(target.suffixes) or ".tmp"
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_text_atomic(target: str | Path, text: str) -> None:
+    """Write ``text`` to ``target`` atomically (UTF-8)."""
+    with atomic_path(target) as tmp:
+        tmp.write_text(text, encoding="utf-8")
