@@ -1,0 +1,190 @@
+"""Model bundles: one folder (or a .zip of it) that alone rebuilds and runs every trained network.
+
+Layout::
+
+    bundle.json          format + library version, the NeoNetConfig, per-network config and SHA-256,
+                         preprocessing, class names, decision threshold, cohort summary, metrics
+    <network>.safetensors  one weight file per network (e.g. seg, ae, ldm, controlnet, cls)
+
+Loading verifies the format version and every hash before any weight is read, and never
+unpickles: weights are safetensors only. Writing is atomic per file, and ``bundle.json`` is
+written last, so a bundle interrupted mid-write never claims a weight file it does not hold.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from neonet_core import __version__
+from neonet_core.errors import BundleError
+from neonet_core.fileio import atomic_path, write_text_atomic
+
+FORMAT = "neonet-bundle"
+FORMAT_VERSION = 1
+MANIFEST = "bundle.json"
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass
+class Bundle:
+    """A verified bundle on disk. ``info`` is the parsed ``bundle.json``."""
+
+    path: Path
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def networks(self) -> dict[str, dict[str, Any]]:
+        return self.info.get("networks", {})
+
+    def has(self, network: str) -> bool:
+        return network in self.networks
+
+    def network_config(self, network: str) -> dict[str, Any]:
+        return self._entry(network)["config"]
+
+    def state_dict(self, network: str) -> dict[str, torch.Tensor]:
+        """Weights of ``network`` (hash already verified at load; read with safetensors only)."""
+        from safetensors.torch import load_file
+
+        file = self.path / self._entry(network)["file"]
+        try:
+            return load_file(str(file))
+        except Exception as err:  # safetensors raises its own error types for foreign files
+            raise BundleError(file, f"not a readable safetensors weight file ({type(err).__name__}: {err})") from None
+
+    def load_into(self, network: str, module: nn.Module) -> nn.Module:
+        """Load ``network``'s weights into ``module`` (strict) and return it in eval mode."""
+        try:
+            module.load_state_dict(self.state_dict(network))
+        except RuntimeError as err:
+            raise BundleError(self.path, f"weights of network {network!r} do not fit its config: {str(err).splitlines()[0]}") from None
+        return module.eval()
+
+    def _entry(self, network: str) -> dict[str, Any]:
+        if network not in self.networks:
+            have = ", ".join(sorted(self.networks)) or "none"
+            raise BundleError(self.path / MANIFEST, f"has no network {network!r} (it has: {have})")
+        return self.networks[network]
+
+
+def load_bundle(path: str | Path) -> Bundle:
+    """Open a bundle folder or .zip, check format version and all weight hashes. Raises BundleError."""
+    path = Path(path)
+    if not path.exists():
+        raise BundleError(path, "no such bundle (folder or .zip)")
+    if path.is_file():
+        if not zipfile.is_zipfile(path):
+            raise BundleError(path, "not a bundle folder or a .zip of one")
+        path = _extract_zip(path)
+    manifest = path / MANIFEST
+    if not manifest.is_file():
+        raise BundleError(path, f"not a NeoNet bundle: no {MANIFEST}")
+    try:
+        info = json.loads(manifest.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise BundleError(manifest, f"is not valid JSON ({err})") from None
+    if not isinstance(info, dict) or info.get("format") != FORMAT:
+        raise BundleError(manifest, f"is not a {FORMAT} manifest")
+    if info.get("format_version") != FORMAT_VERSION:
+        raise BundleError(manifest, f"unknown format version {info.get('format_version')!r} (this NeoNet reads {FORMAT_VERSION})")
+    for name, entry in info.get("networks", {}).items():
+        for key in ("file", "sha256", "config"):
+            if key not in entry:
+                raise BundleError(manifest, f"network {name!r} misses {key!r}")
+        file = path / entry["file"]
+        if Path(entry["file"]).name != entry["file"] or not entry["file"].endswith(".safetensors"):
+            raise BundleError(manifest, f"network {name!r} names a weight file that is not a local .safetensors: {entry['file']!r}")
+        if not file.is_file():
+            raise BundleError(file, f"weight file of network {name!r} is missing")
+        if sha256_file(file) != entry["sha256"]:
+            raise BundleError(file, f"SHA-256 mismatch for network {name!r}: the file was changed or is corrupt")
+    return Bundle(path, info)
+
+
+def new_bundle_info(config: dict[str, Any], **extra) -> dict[str, Any]:
+    """A fresh ``bundle.json`` dictionary for ``config`` (a NeoNetConfig.to_dict())."""
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "library_version": __version__,
+        "config": config,
+        "networks": {},
+        **extra,
+    }
+
+
+def add_network(bundle_dir: str | Path, info: dict[str, Any], name: str, state: dict[str, torch.Tensor], config: dict[str, Any]) -> None:
+    """Write ``<name>.safetensors`` atomically and record it (with its hash and config) in ``info``.
+
+    Call :func:`write_bundle_info` afterwards to publish the change.
+    """
+    from safetensors.torch import save_file
+
+    bundle_dir = Path(bundle_dir)
+    bundle_dir.mkdir(parents=True, exist_ok=True)
+    file = bundle_dir / f"{name}.safetensors"
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    with atomic_path(file) as tmp:
+        save_file(tensors, str(tmp))
+    info["networks"][name] = {"file": file.name, "sha256": sha256_file(file), "config": config}
+
+
+def write_bundle_info(bundle_dir: str | Path, info: dict[str, Any]) -> Path:
+    """Write ``bundle.json`` atomically (last, after the weight files)."""
+    path = Path(bundle_dir) / MANIFEST
+    write_text_atomic(path, json.dumps(info, indent=2, sort_keys=True, default=float) + "\n")
+    return path
+
+
+def read_or_new_bundle_info(bundle_dir: str | Path, config: dict[str, Any]) -> dict[str, Any]:
+    """The current ``bundle.json`` of ``bundle_dir`` (verified) when there is one, else a new one."""
+    if (Path(bundle_dir) / MANIFEST).exists():
+        return load_bundle(bundle_dir).info
+    return new_bundle_info(config)
+
+
+def zip_bundle(bundle_dir: str | Path, zip_path: str | Path) -> Path:
+    """Pack a bundle folder into a .zip (atomically)."""
+    bundle = load_bundle(bundle_dir)
+    with atomic_path(zip_path) as tmp:
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as zf:
+            zf.write(bundle.path / MANIFEST, MANIFEST)
+            for entry in bundle.networks.values():
+                zf.write(bundle.path / entry["file"], entry["file"])
+    return Path(zip_path)
+
+
+def _extract_zip(zip_path: Path) -> Path:
+    """Extract a bundle .zip (flat members only) into a private temporary folder."""
+    target = Path(tempfile.mkdtemp(prefix="neonet-bundle-"))
+    try:
+        with zipfile.ZipFile(zip_path) as zf:
+            for member in zf.infolist():
+                name = member.filename
+                if member.is_dir() or Path(name).name != name or name.startswith("."):
+                    raise BundleError(zip_path, f"unexpected member {name!r} (a bundle .zip holds flat files only)")
+                zf.extract(member, target)
+    except zipfile.BadZipFile as err:
+        shutil.rmtree(target, ignore_errors=True)
+        raise BundleError(zip_path, f"corrupt zip ({err})") from None
+    except BundleError:
+        shutil.rmtree(target, ignore_errors=True)
+        raise
+    return target
