@@ -11,6 +11,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from neonet_core.engine import TrainConfig
+
 
 @dataclass
 class PreprocessConfig:
@@ -23,12 +25,82 @@ class PreprocessConfig:
     upper_percentile: float = 99.5  # and this one -> 1 (computed inside the body, see normalize.py)
 
 
+# Each stage owns one section below; edit only your stage's section.
+
+
+@dataclass
+class SegConfig:
+    """NeoSeg: tumour (+ optional anatomy) segmentation at a coarse isotropic resolution."""
+
+    spacing_mm: float = 3.0  # isotropic working resolution
+    channels: tuple[int, ...] = (8, 16, 32, 64)
+    num_res_units: int = 1
+    predict_anatomy: bool = False
+    roi_size: tuple[int, int, int] = (64, 64, 64)  # training crop and sliding-window size (voxels)
+    sw_overlap: float = 0.25
+    threshold: float = 0.5
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=20, batch_size=2, lr=2e-3))
+
+
+@dataclass
+class AEConfig:
+    """NeoGen autoencoder (MONAI AutoencoderKL, 4x downsampling)."""
+
+    channels: tuple[int, ...] = (16, 32, 64)
+    latent_channels: int = 4
+    num_res_blocks: int = 1
+    kl_weight: float = 1e-6
+    adversarial_weight: float = 0.0  # 0 disables the patch discriminator
+    adversarial_warmup_epochs: int = 5
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=20, batch_size=4, lr=1e-3))
+
+
+@dataclass
+class LDMConfig:
+    """NeoGen class-conditional latent diffusion UNet + its scheduler."""
+
+    channels: tuple[int, ...] = (32, 64, 64)
+    attention_levels: tuple[bool, ...] = (False, False, True)
+    num_res_blocks: int = 1
+    num_head_channels: int = 16
+    scheduler: str = "rflow"  # rflow | ddpm | ddim
+    num_train_timesteps: int = 1000
+    sampling_steps: int = 30
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=50, batch_size=8, lr=2e-4))
+
+
+@dataclass
+class ControlNetConfig:
+    """NeoGen ControlNet conditioned on one-hot tumour + anatomy masks."""
+
+    conditioning_channels: tuple[int, ...] = (16, 32)  # two stride-2 stages = the AE's 4x
+    conditioning_scale: float = 1.0
+    tumour_loss_weight: float = 1.0  # >1 weights the loss inside the tumour
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=30, batch_size=8, lr=2e-4))
+
+
+@dataclass
+class ClsConfig:
+    """NeoCls: PattenNet (frozen AE encoder + dual attention blocks) or a baseline."""
+
+    model: str = "pattennet"  # pattennet | densenet121 | resnet18
+    num_dab: int = 1
+    freeze_encoder: bool = True
+    dropout: float = 0.2
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=30, batch_size=8, lr=1e-3, weight_decay=1e-4))
+
+
 @dataclass
 class NeoNetConfig:
-    """The whole configuration; later stages add their own sections."""
+    """The whole configuration: preprocessing plus one section per stage."""
 
     preset: str = "tiny"
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    seg: SegConfig = field(default_factory=SegConfig)
+    ae: AEConfig = field(default_factory=AEConfig)
+    ldm: LDMConfig = field(default_factory=LDMConfig)
+    controlnet: ControlNetConfig = field(default_factory=ControlNetConfig)
+    cls: ClsConfig = field(default_factory=ClsConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -48,20 +120,67 @@ def _from_dict(cls, data: dict[str, Any]):
     for name, value in data.items():
         ftype = fields[name].type
         sub = _dataclass_type(cls, ftype)
-        kwargs[name] = _from_dict(sub, value) if sub is not None and isinstance(value, dict) else value
+        if sub is not None and isinstance(value, dict):
+            value = _from_dict(sub, value)
+        elif isinstance(value, list):  # JSON has no tuples
+            value = tuple(value)
+        kwargs[name] = value
     return cls(**kwargs)
 
 
 def _dataclass_type(owner, ftype):
     if isinstance(ftype, str):
-        ftype = globals().get(ftype)
+        ftype = {"TrainConfig": TrainConfig}.get(ftype) or globals().get(ftype)
     return ftype if dataclasses.is_dataclass(ftype) else None
 
 
-PRESETS = {
-    "tiny": lambda: NeoNetConfig(preset="tiny", preprocess=PreprocessConfig(patch_size=32)),
-    "paper": lambda: NeoNetConfig(preset="paper", preprocess=PreprocessConfig(patch_size=64)),
-}
+def load_config(name_or_path: str) -> NeoNetConfig:
+    """A preset name ("tiny", "paper") or a JSON file holding a (partial) NeoNetConfig dict.
+
+    A JSON file may name a ``"preset"`` to start from; its other keys override that preset.
+    """
+    from pathlib import Path
+
+    if name_or_path in PRESETS:
+        return get_preset(name_or_path)
+    path = Path(name_or_path)
+    if not path.is_file():
+        raise ValueError(f"{name_or_path}: not a preset ({', '.join(PRESETS)}) nor a config file")
+    import json
+
+    from neonet_core.errors import InputError
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        base = get_preset(data.get("preset", "tiny")).to_dict()
+        return NeoNetConfig.from_dict(_merge(base, data))
+    except (json.JSONDecodeError, ValueError, TypeError) as err:
+        raise InputError(path, f"invalid config: {err}") from None
+
+
+def _merge(base: dict, override: dict) -> dict:
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = _merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+    return out
+
+
+def _paper() -> NeoNetConfig:
+    return NeoNetConfig(
+        preset="paper",
+        preprocess=PreprocessConfig(patch_size=64),
+        seg=SegConfig(spacing_mm=1.5, channels=(16, 32, 64, 128, 256), num_res_units=2, roi_size=(96, 96, 96),
+                      train=TrainConfig(epochs=300, batch_size=2, lr=1e-3)),
+        ae=AEConfig(channels=(32, 64, 128), latent_channels=4, num_res_blocks=2, adversarial_weight=0.01,
+                    train=TrainConfig(epochs=200, batch_size=4, lr=1e-4)),
+        ldm=LDMConfig(channels=(64, 128, 256), attention_levels=(False, True, True), num_res_blocks=2, num_head_channels=32,
+                      train=TrainConfig(epochs=500, batch_size=8, lr=1e-4)),
+        controlnet=ControlNetConfig(conditioning_channels=(32, 64), train=TrainConfig(epochs=300, batch_size=8, lr=1e-4)),
+        cls=ClsConfig(num_dab=2, train=TrainConfig(epochs=100, batch_size=8, lr=3e-4, weight_decay=1e-4)),
+    )
+
+
+PRESETS = {"tiny": NeoNetConfig, "paper": _paper}
 
 
 def get_preset(name: str) -> NeoNetConfig:
