@@ -1,0 +1,235 @@
+"""``neonet crop``: cut TLCR patches for one case or a whole manifest.
+
+Output folder layout::
+
+    OUT/patches.csv            patch manifest (the cohort contract; paths point to the patches)
+    OUT/crop_report.json       per case: status, error, ROI (LPS), tumour extent, normalisation
+    OUT/<case_id>/image.nii.gz, tumour.nii.gz[, anatomy.nii.gz]    (--format nifti)
+    OUT/<case_id>/patch.npz    arrays image, tumour[, anatomy], spacing, origin, direction, roi (--format npz;
+                               the manifest's image/tumor_mask/anatomy_mask columns all name this file)
+    OUT/<case_id>/roi.mrk.json the crop box as a 3D Slicer markups ROI
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+
+FORMATS = ("nifti", "npz")
+_VOLUME_SUFFIXES = (".seg.nrrd", ".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "crop",
+        help="cut tumour-localised ROI crops (TLCR patches)",
+        description="Cut a cube of fixed physical size centred on the tumour (the bounding box of its largest "
+        "connected component, or of all tumour voxels) and resample it to an isotropic patch, for one case "
+        "(--image, --mask) or every case of a manifest (--manifest). Writes the image/tumour/anatomy patches, "
+        "the ROI as a 3D Slicer .mrk.json, a patch manifest (patches.csv) and crop_report.json. Where the cube "
+        "leaves the image it is padded with the image's 1st-percentile intensity. A case that fails is reported "
+        "and the others go on; the exit code is then 1. Existing outputs are never replaced without --overwrite.",
+    )
+    source = parser.add_argument_group("input (one case, or --manifest)")
+    source.add_argument("--image", type=Path, help="the MRI volume (NIfTI, NRRD, MHA or a DICOM folder)")
+    source.add_argument("--mask", type=Path, help="its binary tumour mask (every non-zero voxel is tumour)")
+    source.add_argument("--anatomy", type=Path, help="optional anatomy labelmap (1 liver, 2 bile_duct, 3 vessel, 4 tumour)")
+    source.add_argument("--case-id", help="case id for --image (default: the image file name without suffix)")
+    source.add_argument("--manifest", type=Path, help="cohort manifest CSV (case_id,image,tumor_mask,...)")
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--roi-mm", type=float, default=None, help="edge of the crop cube in mm (default 64)")
+    parser.add_argument("--patch-size", type=int, default=None, help="voxels per patch edge (default 32)")
+    parser.add_argument("--component", choices=("largest", "all"), default=None, help="tumour component to centre on (default largest)")
+    parser.add_argument("--format", choices=FORMATS, default="nifti", help="patch files: nifti (.nii.gz each) or npz (one file per case)")
+    parser.add_argument(
+        "--normalise",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="map the patch's 0.5/99.5 intensity percentiles to 0/1, clipped (default on); --no-normalise keeps raw intensities",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs in --out")
+    parser.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from neonet_core.config import PreprocessConfig
+    from neonet_core.errors import InputError
+
+    cfg = PreprocessConfig()
+    for name in ("roi_mm", "patch_size", "component"):
+        if getattr(args, name) is not None:
+            setattr(cfg, name, getattr(args, name))
+    if cfg.roi_mm <= 0 or cfg.patch_size < 2:
+        raise InputError(None, "--roi-mm must be positive and --patch-size at least 2")
+    cases, failures = _cases(args)
+    out = args.out
+    if not args.overwrite:
+        existing = [p for p in _planned_outputs(out, cases, args.format) if p.exists()]
+        if existing:
+            more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+            raise InputError(existing[0], f"already exists{more}; use --overwrite to replace crop outputs")
+    return _crop_all(cases, failures, out, cfg, args)
+
+
+# --- inputs ---------------------------------------------------------------------------------------
+def _cases(args):
+    """The cases to crop and the (case_id, problem) failures found before reading any image."""
+    from neonet_core.errors import InputError, ManifestError
+    from neonet_core.manifest import Case, _parse
+
+    if (args.manifest is None) == (args.image is None):
+        raise InputError(None, "give either --image (with --mask) or --manifest")
+    if args.manifest is not None:
+        if args.mask or args.anatomy or args.case_id:
+            raise InputError(None, "--mask, --anatomy and --case-id go with --image, not with --manifest")
+        cases, problems = _parse(args.manifest, require_labels=False, require_tumor_masks=False)
+        whole = [p for p in problems if not p.case_id]
+        if whole or not cases and problems:
+            raise ManifestError(args.manifest, [tuple(p) for p in whole or problems])
+        failures = [(p.case_id, f"{p.file}: {p.problem}" if p.file else p.problem) for p in problems]
+        return cases, failures
+    case_id = args.case_id or _stem(args.image)
+    return [Case(case_id, args.image, args.mask, args.anatomy, None, case_id)], []
+
+
+def _stem(path: Path) -> str:
+    name = path.name
+    for suffix in _VOLUME_SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def _case_dir(out: Path, case_id: str) -> Path:
+    return out / (re.sub(r"[^A-Za-z0-9._-]+", "_", case_id).strip(".") or "case")
+
+
+def _patch_files(folder: Path, fmt: str, anatomy: bool) -> dict[str, Path]:
+    if fmt == "npz":
+        npz = folder / "patch.npz"
+        return {"image": npz, "tumour": npz, **({"anatomy": npz} if anatomy else {})}
+    names = ("image", "tumour", "anatomy") if anatomy else ("image", "tumour")
+    return {name: folder / f"{name}.nii.gz" for name in names}
+
+
+def _planned_outputs(out: Path, cases, fmt: str) -> list[Path]:
+    paths = [out / "patches.csv", out / "crop_report.json"]
+    for case in cases:
+        folder = _case_dir(out, case.case_id)
+        paths += list(dict.fromkeys(_patch_files(folder, fmt, case.anatomy_mask is not None).values()))
+        paths.append(folder / "roi.mrk.json")
+    return paths
+
+
+# --- work -------------------------------------------------------------------------------------------
+def _crop_all(cases, failures, out: Path, cfg, args) -> int:
+    from neonet_core.manifest import write_manifest
+    from neonet_core.progress import Progress, emit
+    from neonet_core.fileio import write_text_atomic
+
+    for case_id, problem in failures:
+        _report_failure(case_id, problem)
+    report = {case_id: {"status": "failed", "error": problem} for case_id, problem in failures}
+    patch_cases = []
+    with Progress(len(cases), "crop") as progress:
+        for case in cases:
+            try:
+                patch_case, info = _crop_case(case, out, cfg, args)
+                patch_cases.append(patch_case)
+                report[case.case_id] = {"status": "ok", **info}
+            except Exception as err:  # a bad case never stops the batch
+                problem = _one_line(err)
+                _report_failure(case.case_id, problem)
+                report[case.case_id] = {"status": "failed", "error": problem}
+            progress.update(1, case=case.case_id)
+    settings = {"roi_mm": cfg.roi_mm, "patch_size": cfg.patch_size, "component": cfg.component, "format": args.format,
+                "normalise": bool(args.normalise)}
+    write_text_atomic(out / "crop_report.json", json.dumps({"settings": settings, "cases": report}, indent=2) + "\n")
+    if patch_cases:
+        write_manifest(patch_cases, out / "patches.csv", overwrite=True)
+    failed = [cid for cid, r in report.items() if r["status"] == "failed"]
+    emit("summary", stage="crop", cropped=len(patch_cases), failed=failed)
+    summary = f"cropped {len(patch_cases)} of {len(report)} case(s) into {out}"
+    if failed:
+        summary += f"; {len(failed)} failed: {', '.join(failed[:10])}{' ...' if len(failed) > 10 else ''}"
+    print(summary, file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _crop_case(case, out: Path, cfg, args):
+    """Crop one case and write its files; returns (patch manifest Case, report info)."""
+    from dataclasses import replace
+
+    from neonet_core.errors import InputError
+    from neonet_core.manifest import load_case
+    from neonet_core.markups import write_roi_mrk_json
+    from neonet_core.normalize import normalise_from_config
+    from neonet_core.tlcr import tlcr_from_config
+
+    if case.tumor_mask is None:
+        raise InputError(case.image, f"case {case.case_id}: no tumour mask given (automatic NeoSeg tumour finding is not available yet)")
+    image, tumour, anatomy = load_case(case)
+    result = tlcr_from_config(image, tumour, anatomy, cfg)
+    image_patch = result.image_patch
+    if args.normalise:
+        image_patch = normalise_from_config(image_patch, cfg)
+    folder = _case_dir(out, case.case_id)
+    files = _patch_files(folder, args.format, anatomy is not None)
+    patches = {"image": image_patch, "tumour": result.tumour_patch, "anatomy": result.anatomy_patch}
+    if args.format == "npz":
+        _write_npz(files["image"], patches, result.roi)
+    else:
+        from neonet_core.io import write_volume
+
+        for name, path in files.items():
+            write_volume(patches[name], path)
+    write_roi_mrk_json(result.roi, folder / "roi.mrk.json", name=f"TLCR {case.case_id}")
+    patch_case = replace(case, image=files["image"], tumor_mask=files["tumour"], anatomy_mask=files.get("anatomy"))
+    info = {
+        "folder": folder.relative_to(out).as_posix(),
+        "roi": result.roi.to_dict(),
+        "roi_file": (folder / "roi.mrk.json").relative_to(out).as_posix(),
+        "tumour_extent_mm": list(result.tumour_extent_mm),
+        "tumour_fits": result.tumour_fits,
+        "tumour_voxels_in_patch": int(result.tumour_patch.array.sum()),
+        "background": result.background,
+        "normalisation": image_patch.metadata.get("normalisation"),
+    }
+    if not result.tumour_fits:
+        _report_failure(case.case_id, f"warning: tumour extent {np.round(result.tumour_extent_mm, 1).tolist()} mm exceeds the {cfg.roi_mm:g} mm crop", "warning")
+    return patch_case, info
+
+
+def _write_npz(path: Path, patches: dict, roi) -> None:
+    from neonet_core.fileio import atomic_path
+
+    grid = patches["image"]
+    arrays = {name: v.array for name, v in patches.items() if v is not None}
+    geometry = {
+        "spacing": np.asarray(grid.spacing),
+        "origin": np.asarray(grid.origin),
+        "direction": grid.direction,
+        "roi": np.asarray(json.dumps(roi.to_dict())),
+        "normalisation": np.asarray(json.dumps(grid.metadata.get("normalisation"))),
+    }
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.savez_compressed(handle, **arrays, **geometry)
+
+
+def _report_failure(case_id: str, problem: str, event: str = "case_failed") -> None:
+    from neonet_core.progress import emit
+
+    emit(event, stage="crop", case_id=case_id, error=problem)  # JSON mode: a line on stdout
+    print(f"neonet crop: case {case_id}: {problem}", file=sys.stderr)
+
+
+def _one_line(err: BaseException) -> str:
+    from neonet_core.errors import NeoNetError
+
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if isinstance(err, (NeoNetError, ValueError, OSError)) else f"{type(err).__name__}: {text}"
