@@ -21,9 +21,11 @@ from neonet_core.tlcr import (
 )
 from neonet_core.volume import Volume
 
-REAL = Path(__file__).parent / "Data"
-if not (REAL / "brain_mr.nrrd").exists():
-    REAL = Path("/work/shared/data/real")
+DATA = Path(__file__).parent / "Data"
+if (DATA / "brain_mr_crop.nrrd").exists():  # the repository's copy (cropped in-plane around the tumour)
+    BRAIN, BRAIN_TUMOUR = DATA / "brain_mr_crop.nrrd", DATA / "brain_mr_tumor_crop.nrrd"
+else:
+    BRAIN, BRAIN_TUMOUR = Path("/work/shared/data/real/brain_mr.nrrd"), Path("/work/shared/data/real/brain_mr_tumor.nrrd")
 
 
 def _rotation(a, b, c):
@@ -100,8 +102,7 @@ def test_oblique_image_crops_along_its_own_axes(tmp_path):
 
 
 def test_real_brain_mr_with_tumour_mask():
-    image = _read(REAL / "brain_mr.nrrd")
-    mask = _read(REAL / "brain_mr_tumor.nrrd")
+    image, mask = _read(BRAIN), _read(BRAIN_TUMOUR)
     result = tlcr_from_config(image, mask, None, PreprocessConfig(roi_mm=64, patch_size=32, component="all"))
     expected = image.index_to_physical(_bbox_centre_ijk(mask.array))
     assert np.allclose(result.roi.center, expected, atol=1e-6)
@@ -113,6 +114,10 @@ def test_real_brain_mr_with_tumour_mask():
     patch_ml = result.tumour_patch.array.sum() * np.prod(result.tumour_patch.spacing)
     assert abs(patch_ml / tumour_ml - 1) < 0.15
     assert result.anatomy_patch is None and result.background == pytest.approx(np.percentile(image.array, 1))
+    largest = select_tumour_component(mask, "largest")  # this mask has two 26-connected parts: 3524 + 613 voxels
+    assert largest.array.sum() == 3524
+    roi = tumour_roi(image, mask, 64, "largest")
+    assert np.allclose(roi.center, image.index_to_physical(_bbox_centre_ijk(largest.array)), atol=1e-6)
 
 
 def test_patch_to_volume_round_trip(tmp_path):
