@@ -194,11 +194,13 @@ def test_2d_4d_and_vector_images_are_refused(data_dir, tmp_path):
             read_volume(tmp_path / name)
 
 
-def test_nan_and_inf_voxels_are_counted(tmp_path):
-    volume = _small(tmp_path)
+@pytest.mark.parametrize("suffix", [".nrrd", ".nii", ".nii.gz", ".mha"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_nan_and_inf_voxels_are_counted(tmp_path, suffix, dtype):
+    volume = _small(tmp_path, np.arange(4 * 5 * 6, dtype=dtype).reshape(4, 5, 6))
     volume.array[0, 0, :3] = np.nan
-    volume.array[1, 2, 3] = np.inf
-    path = write_volume(volume, tmp_path / "nan.nrrd")
+    volume.array[1, 2, 3] = -np.inf
+    path = write_any(volume, tmp_path / f"nan{suffix}")
     with pytest.raises(InputError, match=r"has 4 NaN/Inf voxel\(s\) out of 120"):
         read_volume(path)
 

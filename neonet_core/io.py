@@ -198,26 +198,42 @@ def _itk_problem(err: Exception) -> str:
 
 
 def _check_nifti_file(path: Path) -> None:
-    """Catch what ITK's NIfTI reader lets through: truncated data and zero/negative/NaN pixdim."""
+    """Catch what ITK's NIfTI reader lets through: truncated data, zero/negative/NaN pixdim, and
+    NaN/Inf voxels (ITK reads them as 0)."""
     opener = gzip.open if path.name.lower().endswith(".gz") else open
     try:
         with opener(path, "rb") as f:
             header = f.read(540)
             if len(header) < 348:
                 raise InputError(path, "cannot be read: file too short for a NIfTI header (truncated?)")
-            dims, bitpix, pixdim, vox_offset = _nifti_header_fields(header, path)
-            expected = int(vox_offset) + int(np.prod(dims[1 : 1 + dims[0]], dtype=np.int64)) * bitpix // 8
-            size = len(header)
-            while chunk := f.read(1 << 22):
+            endian, dims, datatype, bitpix, pixdim, vox_offset = _nifti_header_fields(header, path)
+            voxels = int(np.prod(dims[1 : 1 + dims[0]], dtype=np.int64))
+            expected = int(vox_offset) + voxels * bitpix // 8
+            dtype = _NIFTI_FLOATS.get(int(datatype))
+            dtype = None if dtype is None else np.dtype(dtype).newbyteorder(endian)
+            size, bad, carry = 0, 0, b""
+            chunk = header
+            while chunk:
+                start = max(0, int(vox_offset) - size)
                 size += len(chunk)
+                if dtype is not None and start < len(chunk):
+                    data = carry + chunk[start:]
+                    usable = len(data) - len(data) % dtype.itemsize
+                    bad += int(np.count_nonzero(~np.isfinite(np.frombuffer(data[:usable], dtype=dtype))))
+                    carry = data[usable:]
+                chunk = f.read(1 << 22)
     except (OSError, EOFError, zlib.error) as err:
         raise InputError(path, f"cannot be read: damaged or truncated compressed data ({err})") from None
     if size < expected:
         raise InputError(path, f"truncated: the image data needs {expected} bytes but the file holds {size}")
     n = min(int(dims[0]), 3)
-    bad = [float(p) for p in pixdim[1 : 1 + n] if not np.isfinite(p) or p <= 0]
-    if bad:
+    if any(not np.isfinite(p) or p <= 0 for p in pixdim[1 : 1 + n]):
         raise InputError(path, f"invalid voxel spacing in the NIfTI header: pixdim {list(map(float, pixdim[1 : 1 + n]))} (must be > 0)")
+    if bad:
+        raise InputError(path, f"has {bad} NaN/Inf voxel(s) out of {voxels}")
+
+
+_NIFTI_FLOATS = {16: np.float32, 64: np.float64, 32: np.float32, 1792: np.float64}  # complex: pairs of floats
 
 
 def _nifti_header_fields(header: bytes, path: Path):
@@ -228,13 +244,14 @@ def _nifti_header_fields(header: bytes, path: Path):
             bitpix = struct.unpack(endian + "h", header[72:74])[0]
             pixdim = struct.unpack(endian + "8f", header[76:108])
             vox_offset = struct.unpack(endian + "f", header[108:112])[0]
-            return dims, bitpix, pixdim, max(vox_offset, 352.0)
+            datatype = struct.unpack(endian + "h", header[70:72])[0]
+            return endian, dims, datatype, bitpix, pixdim, max(vox_offset, 352.0)
         if size == 540 and len(header) >= 540:  # NIfTI-2
-            bitpix = struct.unpack(endian + "h", header[14:16])[0]
+            datatype, bitpix = struct.unpack(endian + "2h", header[12:16])
             dims = np.array(struct.unpack(endian + "8q", header[16:80]), dtype=np.int64)
             pixdim = struct.unpack(endian + "8d", header[104:168])
             vox_offset = struct.unpack(endian + "q", header[168:176])[0]
-            return dims, bitpix, pixdim, vox_offset
+            return endian, dims, datatype, bitpix, pixdim, vox_offset
     raise InputError(path, "not a NIfTI file (bad header size field)")
 
 
