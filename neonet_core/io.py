@@ -207,6 +207,8 @@ def _check_nifti_file(path: Path) -> None:
             if len(header) < 348:
                 raise InputError(path, "cannot be read: file too short for a NIfTI header (truncated?)")
             endian, dims, datatype, bitpix, pixdim, vox_offset = _nifti_header_fields(header, path)
+            if not 1 <= dims[0] <= 7 or bitpix <= 0 or np.any(dims[1 : 1 + dims[0]] < 1):
+                raise InputError(path, f"not a valid NIfTI header (dim {dims.tolist()}, bitpix {bitpix})")
             voxels = int(np.prod(dims[1 : 1 + dims[0]], dtype=np.int64))
             expected = int(vox_offset) + voxels * bitpix // 8
             dtype = _NIFTI_FLOATS.get(int(datatype))
