@@ -30,28 +30,40 @@ class PreprocessConfig:
 
 @dataclass
 class SegConfig:
-    """NeoSeg: tumour (+ optional anatomy) segmentation at a coarse isotropic resolution."""
+    """NeoSeg: tumour (+ optional anatomy) segmentation at a coarse isotropic resolution.
+
+    The network is a MONAI ``UNet`` (``channels`` per level, stride 2 between levels).
+    """
 
     spacing_mm: float = 3.0  # isotropic working resolution
     channels: tuple[int, ...] = (8, 16, 32, 64)
     num_res_units: int = 1
-    predict_anatomy: bool = False
-    roi_size: tuple[int, int, int] = (64, 64, 64)  # training crop and sliding-window size (voxels)
+    predict_anatomy: bool = False  # also predict liver / bile duct / vessel (labels.ANATOMY_LABELS)
+    roi_size: tuple[int, int, int] = (64, 64, 64)  # training crop and sliding-window size (voxels, D H W)
     sw_overlap: float = 0.25
-    threshold: float = 0.5
+    sw_batch_size: int = 1
+    threshold: float = 0.5  # on the tumour probability
+    min_component_ml: float = 0.05  # tumour components smaller than this are dropped
+    pos_fraction: float = 0.67  # share of training crops centred on a tumour voxel
+    flip: bool = True  # random flips along each axis
+    intensity_jitter: float = 0.1  # random gain and offset of the normalised intensities, +/- this much
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=20, batch_size=2, lr=2e-3))
 
 
 @dataclass
 class AEConfig:
-    """NeoGen autoencoder (MONAI AutoencoderKL, 4x downsampling)."""
+    """NeoGen autoencoder (MONAI AutoencoderKL): ``len(channels) - 1`` stride-2 stages (3 levels = 4x)."""
 
     channels: tuple[int, ...] = (16, 32, 64)
     latent_channels: int = 4
     num_res_blocks: int = 1
+    norm_num_groups: int = 8  # must divide every entry of channels
+    with_nonlocal_attn: bool = False  # self-attention at the bottleneck (costly on CPU)
     kl_weight: float = 1e-6
     adversarial_weight: float = 0.0  # 0 disables the patch discriminator
     adversarial_warmup_epochs: int = 5
+    discriminator_channels: int = 32
+    val_fraction: float = 0.2  # patients held out for validation (best-model selection) by every NeoGen stage
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=20, batch_size=4, lr=1e-3))
 
 
@@ -63,15 +75,24 @@ class LDMConfig:
     attention_levels: tuple[bool, ...] = (False, False, True)
     num_res_blocks: int = 1
     num_head_channels: int = 16
+    norm_num_groups: int = 8  # must divide every entry of channels
     scheduler: str = "rflow"  # rflow | ddpm | ddim
     num_train_timesteps: int = 1000
     sampling_steps: int = 30
+    rflow_sample_method: str = "logit-normal"  # training timestep distribution: uniform | logit-normal
+    beta_schedule: str = "scaled_linear_beta"  # ddpm/ddim noise schedule
+    beta_start: float = 0.0015
+    beta_end: float = 0.0195
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=50, batch_size=8, lr=2e-4))
 
 
 @dataclass
 class ControlNetConfig:
-    """NeoGen ControlNet conditioned on one-hot tumour + anatomy masks."""
+    """NeoGen ControlNet conditioned on one-hot tumour + anatomy masks.
+
+    ``conditioning_channels``: channels after each stride-2 stage of the mask encoder; one entry per
+    autoencoder downsampling (two entries = the AE's 4x).
+    """
 
     conditioning_channels: tuple[int, ...] = (16, 32)  # two stride-2 stages = the AE's 4x
     conditioning_scale: float = 1.0
@@ -81,12 +102,21 @@ class ControlNetConfig:
 
 @dataclass
 class ClsConfig:
-    """NeoCls: PattenNet (frozen AE encoder + dual attention blocks) or a baseline."""
+    """NeoCls: PattenNet (frozen AE encoder + dual attention blocks) or a baseline (see neonet_core/neocls)."""
 
     model: str = "pattennet"  # pattennet | densenet121 | resnet18
-    num_dab: int = 1
-    freeze_encoder: bool = True
+    num_dab: int = 1  # dual attention blocks; 0 = no DAB (ablation)
+    dab_reduction: int = 8  # query/key channels = C / this
+    freeze_encoder: bool = True  # False = fine-tune the AE encoder too (ablation)
+    encoder_blocks: int = 0  # AE encoder blocks used; 0 = all before the latent projection (deepest features)
+    adapter_channels: int = 32  # 3x3x3 conv + GroupNorm + ReLU before the DABs (as in DANet); 0 = none
     dropout: float = 0.2
+    val_fraction: float = 0.2  # patients of the training set held out for best-model selection + threshold
+    balance_loss: bool = True  # weight positives by n_neg / n_pos in the loss (1 once NeoGen balanced the classes)
+    augment: bool = True  # flips, small rotations, intensity gain/offset on real training patches
+    rotate_deg: float = 10.0
+    intensity_jitter: float = 0.1
+    tta: bool = True  # predict: average the 8 flip variants, spread = uncertainty
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=30, batch_size=8, lr=1e-3, weight_decay=1e-4))
 
 
