@@ -160,6 +160,7 @@ class Trainer:
             raise NeoNetError(f"stage {stage.name}: the training set is empty")
         self.stage, self.train_set, self.val_set, self.cfg = stage, train_set, val_set, cfg
         self.out_dir = Path(out_dir)
+        init_distributed(cfg.device)
         self.rank, self.world = _dist_rank_world()
         self.device = _rank_device(resolve_device(cfg.device), self.rank)
         self.steps_per_epoch = len(epoch_batches(len(train_set), cfg.batch_size, cfg.seed, 0))
@@ -323,6 +324,16 @@ def load_weights(path: str | Path, networks: dict[str, nn.Module]) -> None:
     for name, net in networks.items():
         prefix = f"{name}."
         net.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+
+
+def init_distributed(device: str = "auto") -> None:
+    """Join the process group when launched by ``torchrun`` (WORLD_SIZE > 1): NCCL on CUDA, else gloo."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or torch.distributed.is_initialized():
+        return
+    use_nccl = resolve_device(device).type == "cuda" and torch.distributed.is_nccl_available()
+    if use_nccl:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    torch.distributed.init_process_group(backend="nccl" if use_nccl else "gloo")
 
 
 def _dist_rank_world() -> tuple[int, int]:
