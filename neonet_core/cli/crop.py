@@ -80,14 +80,14 @@ def run(args) -> int:
 def _cases(args):
     """The cases to crop and the (case_id, problem) failures found before reading any image."""
     from neonet_core.errors import InputError, ManifestError
-    from neonet_core.manifest import Case, _parse
+    from neonet_core.manifest import Case, parse_manifest
 
     if (args.manifest is None) == (args.image is None):
         raise InputError(None, "give either --image (with --mask) or --manifest")
     if args.manifest is not None:
         if args.mask or args.anatomy or args.case_id:
             raise InputError(None, "--mask, --anatomy and --case-id go with --image, not with --manifest")
-        cases, problems = _parse(args.manifest, require_labels=False, require_tumor_masks=False)
+        cases, problems = parse_manifest(args.manifest)
         whole = [p for p in problems if not p.case_id]
         if whole or not cases and problems:
             raise ManifestError(args.manifest, [tuple(p) for p in whole or problems])
