@@ -12,7 +12,7 @@ from neonet_core.engine import Trainer
 
 from test_engine import Pairs, RegressionStage, _cfg
 
-WORKER = Path(__file__).parent / "helpers" / "ddp_regression.py"
+WORKER = Path(__file__).parent / "helpers" / "train_regression.py"
 
 
 def _torchrun(out, epochs, nproc=2, resume=False):

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from neonet_core.errors import NeoNetError
-from neonet_core.fileio import atomic_path, write_text_atomic
+from neonet_core.fileio import atomic_path, remove_stale_temporaries, write_text_atomic
 from neonet_core.progress import Progress, emit
 
 
@@ -242,6 +242,7 @@ class Trainer:
         if resume:
             if not ckpt.exists():
                 raise NeoNetError(f"{self.out_dir}: nothing to resume (no checkpoint.pt)")
+            remove_stale_temporaries(self.out_dir)
             self._load_checkpoint(ckpt)
             return
         if ckpt.exists() or (self.out_dir / "last.safetensors").exists():

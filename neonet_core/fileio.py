@@ -33,3 +33,16 @@ def write_text_atomic(target: str | Path, text: str) -> None:
     """Write ``text`` to ``target`` atomically (UTF-8)."""
     with atomic_path(target) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Delete temp files that :func:`atomic_path` left in ``folder`` when a process was killed mid-write.
+
+    Only names of the form ``.<target>.<random><suffix>`` directly in ``folder`` are touched.
+    """
+    removed = []
+    for path in Path(folder).glob(".*.*"):
+        if path.is_file() and path.name.count(".") >= 2:
+            path.unlink()
+            removed.append(path)
+    return removed

@@ -1,7 +1,7 @@
-"""Worker for test_distributed: trains the regression stage of test_engine under torchrun.
+"""Worker for test_distributed and test_crash_safety: trains test_engine's regression stage.
 
-Usage: torchrun --nproc_per_node=2 ddp_regression.py OUT_DIR EPOCHS [--resume]
-Each rank writes rank<R>.safetensors with its final weights.
+Usage: [torchrun --nproc_per_node=2] train_regression.py OUT_DIR EPOCHS [--resume] [--json]
+Each rank writes rank<R>.safetensors with its final weights; --json prints progress JSON lines.
 """
 
 import sys
@@ -13,10 +13,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from test_engine import Pairs, RegressionStage, _cfg  # noqa: E402
 
 from neonet_core.engine import Trainer  # noqa: E402
+from neonet_core.progress import set_default_mode  # noqa: E402
 
 
 def main():
     out, epochs, resume = Path(sys.argv[1]), int(sys.argv[2]), "--resume" in sys.argv
+    set_default_mode("json" if "--json" in sys.argv else "none")
     stage = RegressionStage()
     trainer = Trainer(stage, Pairs(), None, _cfg(epochs=epochs, device="cpu"), out)
     trainer.fit(resume=resume)
