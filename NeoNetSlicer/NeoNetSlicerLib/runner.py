@@ -1,0 +1,240 @@
+"""Run the ``neonet`` CLI in a background process and read its ``--progress json`` lines. No Qt.
+
+The GUI polls :meth:`CLIRunner.poll` from a timer (it never blocks); scripts and tests call
+:meth:`CLIRunner.wait`. The process starts in its own session (process group), so :meth:`cancel`
+kills the CLI and every worker it spawned. A CUDA out-of-memory failure is recognised from the
+CLI's one-line error (:func:`is_out_of_memory`) so the caller can rerun on the CPU:
+:func:`run_with_cpu_fallback` does exactly that and reports a warning event.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+OOM_PATTERN = re.compile(r"out of memory|OutOfMemoryError|CUDNN_STATUS_ALLOC_FAILED|MPS backend out of memory", re.IGNORECASE)
+
+
+def is_out_of_memory(text: str) -> bool:
+    """True when ``text`` (stderr of a failed run) reports a GPU out-of-memory error."""
+    return bool(OOM_PATTERN.search(text or ""))
+
+
+def python_executable() -> str:
+    """The Python that runs the CLI: Slicer's ``PythonSlicer`` launcher when present, else this interpreter."""
+    return shutil.which("PythonSlicer") or sys.executable
+
+
+def cli_command(arguments: list[str], python: str | None = None) -> list[str]:
+    """``[python, -m, neonet_core.cli.main, --progress, json, *arguments]``."""
+    return [python or python_executable(), "-m", "neonet_core.cli.main", "--progress", "json", *map(str, arguments)]
+
+
+def library_env(extra_paths: list[str | Path] = ()) -> dict:
+    """The environment for the CLI: this process's, with the folder holding ``neonet_core`` first on PYTHONPATH."""
+    import neonet_core
+
+    paths = [str(Path(neonet_core.__file__).resolve().parent.parent), *map(str, extra_paths)]
+    env = dict(os.environ)
+    if env.get("PYTHONPATH"):
+        paths.append(env["PYTHONPATH"])
+    env["PYTHONPATH"] = os.pathsep.join(paths)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+@dataclass
+class RunResult:
+    """How a run ended: ``returncode`` (None while running), the events seen, stderr text, cancelled flag."""
+
+    returncode: int | None = None
+    events: list[dict] = field(default_factory=list)
+    stderr: str = ""
+    cancelled: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0 and not self.cancelled
+
+    @property
+    def error_line(self) -> str:
+        """The CLI's one-line error (last non-empty stderr line), or ''."""
+        lines = [line.strip() for line in self.stderr.splitlines() if line.strip()]
+        return lines[-1] if lines else ""
+
+    @property
+    def out_of_memory(self) -> bool:
+        return not self.ok and is_out_of_memory(self.stderr)
+
+
+class CLIRunner:
+    """One background CLI process.
+
+    ``start(command, env)`` launches it; ``poll()`` returns the new events (dicts from JSON lines on
+    stdout; other stdout lines come as ``{"event": "log", "line": ...}``); ``finished`` and
+    ``result`` tell how it ended; ``cancel()`` kills the whole process group.
+    """
+
+    def __init__(self):
+        self.process: subprocess.Popen | None = None
+        self.result = RunResult()
+        self._queue: queue.Queue = queue.Queue()
+        self._stderr: list[str] = []
+        self._threads: list[threading.Thread] = []
+
+    def start(self, command: list[str], env: dict | None = None, cwd: str | Path | None = None) -> "CLIRunner":
+        if self.process is not None:
+            raise RuntimeError("this runner already started a process; make a new CLIRunner")
+        self.process = subprocess.Popen(
+            [str(c) for c in command],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            bufsize=1,
+            env=env,
+            cwd=None if cwd is None else str(cwd),
+            start_new_session=True,  # own process group: cancel() reaches every child
+        )
+        self._threads = [
+            threading.Thread(target=self._read_stdout, daemon=True),
+            threading.Thread(target=self._read_stderr, daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    # --- reading -----------------------------------------------------------------------------
+    def _read_stdout(self) -> None:
+        for line in self.process.stdout:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                event = json.loads(line)
+                if not isinstance(event, dict):
+                    raise ValueError
+            except ValueError:
+                event = {"event": "log", "line": line}
+            self._queue.put(event)
+
+    def _read_stderr(self) -> None:
+        for line in self.process.stderr:
+            self._stderr.append(line)
+
+    def poll(self) -> list[dict]:
+        """New events since the last call (never blocks). Sets ``result`` once the process has ended."""
+        ended = self.process is not None and self.result.returncode is None and self.process.poll() is not None
+        if ended:  # let the readers reach end-of-file so no line is lost
+            for thread in self._threads:
+                thread.join(timeout=5)
+        events = []
+        while not self._queue.empty():
+            events.append(self._queue.get_nowait())
+        self.result.events.extend(events)
+        if ended:
+            self.result.stderr = "".join(self._stderr)
+            self.result.returncode = self.process.returncode
+        return events
+
+    @property
+    def finished(self) -> bool:
+        return self.result.returncode is not None
+
+    @property
+    def pid(self) -> int | None:
+        return None if self.process is None else self.process.pid
+
+    def wait(self, on_event=None, interval: float = 0.05, timeout: float | None = None) -> RunResult:
+        """Block until the process ends, calling ``on_event(event)`` for each event. Returns ``result``."""
+        start = time.monotonic()
+        while not self.finished:
+            for event in self.poll():
+                if on_event:
+                    on_event(event)
+            if not self.finished:
+                if timeout is not None and time.monotonic() - start > timeout:
+                    self.cancel()
+                    raise TimeoutError(f"neonet CLI did not finish within {timeout} s (cancelled)")
+                time.sleep(interval)
+        return self.result
+
+    # --- cancel ------------------------------------------------------------------------------
+    def cancel(self, grace: float = 3.0) -> None:
+        """Kill the whole process group: SIGTERM, then SIGKILL after ``grace`` seconds."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.result.cancelled = True
+        _signal_group(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            _signal_group(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        _signal_group(self.process.pid, signal.SIGKILL)  # children that ignored SIGTERM
+        self.poll()
+
+
+def _signal_group(pid: int, sig) -> None:
+    try:
+        if hasattr(os, "killpg"):
+            os.killpg(pid, sig)
+        else:  # Windows: no process groups; kill the tree with taskkill
+            subprocess.run(["taskkill", "/F", "/T", "/PID", str(pid)], capture_output=True)
+    except ProcessLookupError:
+        pass
+
+
+def set_device_argument(arguments: list[str], device: str) -> list[str]:
+    """``arguments`` with ``--device X`` replaced (or added) by ``--device device``."""
+    out, skip = [], False
+    for n, arg in enumerate(arguments):
+        if skip:
+            skip = False
+            continue
+        if arg == "--device":
+            skip = True
+            continue
+        if str(arg).startswith("--device="):
+            continue
+        out.append(arg)
+    return [*out, "--device", device]
+
+
+def run_with_cpu_fallback(arguments: list[str], device: str = "auto", on_event=None, env=None, command=cli_command) -> RunResult:
+    """Run ``neonet <arguments> --device device``; on a GPU out-of-memory failure, rerun on the CPU.
+
+    The fallback is reported as ``{"event": "warning", "message": ...}`` through ``on_event`` and is
+    kept first in the returned result's events. ``command(arguments) -> argv`` builds the process
+    command (default: the neonet CLI in this Python). Blocking: for scripts and tests; the GUI uses
+    :class:`CLIRunner` with a timer and :func:`needs_cpu_fallback`.
+    """
+    env = env or library_env()
+    result = CLIRunner().start(command(set_device_argument(arguments, device)), env).wait(on_event)
+    if needs_cpu_fallback(result, device):
+        warning = fallback_warning(device)
+        if on_event:
+            on_event(warning)
+        retry = CLIRunner().start(command(set_device_argument(arguments, "cpu")), env).wait(on_event)
+        retry.events.insert(0, warning)
+        return retry
+    return result
+
+
+def needs_cpu_fallback(result: RunResult, device: str) -> bool:
+    """True when a run on a GPU failed for lack of GPU memory (so running again on the CPU may work)."""
+    return device != "cpu" and result.out_of_memory
+
+
+def fallback_warning(device: str) -> dict:
+    return {"event": "warning", "message": f"GPU out of memory on device {device!r}: running again on the CPU (slower)."}

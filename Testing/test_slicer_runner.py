@@ -1,0 +1,130 @@
+"""The Qt-free background runner on real subprocesses: JSON progress lines, Cancel kills the whole
+process group, GPU out-of-memory -> CPU fallback."""
+
+from __future__ import annotations
+
+import os
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [p for p in (str(ROOT), str(ROOT / "NeoNetSlicer")) if p not in sys.path]
+
+from NeoNetSlicerLib.runner import (  # noqa: E402
+    CLIRunner,
+    cli_command,
+    is_out_of_memory,
+    library_env,
+    run_with_cpu_fallback,
+    set_device_argument,
+)
+
+# A worker that reports through neonet_core.progress exactly as the neonet CLI does with --progress json.
+WORKER = textwrap.dedent(
+    """
+    import json, subprocess, sys, time
+    from neonet_core.progress import Progress, emit, set_default_mode
+    set_default_mode("json")
+    mode = sys.argv[1]
+    device = sys.argv[sys.argv.index("--device") + 1] if "--device" in sys.argv else "cpu"
+    if mode == "steps":
+        print("a plain log line", flush=True)
+        with Progress(4, "work") as p:
+            for i in range(4):
+                p.update(1, loss=1.0 / (i + 1))
+        emit("result", device=device)
+    elif mode == "hang":
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+        emit("child", pid=child.pid)
+        time.sleep(600)
+    elif mode == "oom":
+        if device != "cpu":
+            print("neonet predict: error: CUDA out of memory. Tried to allocate 2.00 GiB", file=sys.stderr)
+            sys.exit(1)
+        emit("result", device=device)
+    elif mode == "fail":
+        print("neonet predict: error: scan.nrrd: file not found", file=sys.stderr)
+        sys.exit(1)
+    """
+)
+
+
+@pytest.fixture
+def worker(tmp_path):
+    path = tmp_path / "worker.py"
+    path.write_text(WORKER)
+    return lambda *args: [sys.executable, str(path), *map(str, args)]
+
+
+def test_progress_lines_become_events(worker):
+    runner = CLIRunner().start(worker("steps"), env=library_env())
+    seen = []
+    result = runner.wait(seen.append, timeout=60)
+    assert result.ok and result.returncode == 0
+    progress = [e for e in seen if e["event"] == "progress"]
+    assert [e["step"] for e in progress] == [1, 2, 3, 4]
+    assert [e["fraction"] for e in progress] == [0.25, 0.5, 0.75, 1.0]
+    assert progress[1]["loss"] == pytest.approx(0.5) and progress[0]["stage"] == "work"
+    assert seen[0] == {"event": "log", "line": "a plain log line"}
+    assert [e["event"] for e in seen[-2:]] == ["done", "result"]
+    assert result.events == seen
+
+
+def _gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] == "Z"  # a zombie waiting to be reaped is dead
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.skipif(not hasattr(os, "killpg"), reason="process groups are POSIX")
+def test_cancel_kills_the_whole_process_group(worker):
+    runner = CLIRunner().start(worker("hang"), env=library_env())
+    child = None
+    deadline = time.monotonic() + 60
+    while child is None and time.monotonic() < deadline:
+        child = next((e["pid"] for e in runner.poll() if e["event"] == "child"), None)
+        time.sleep(0.05)
+    assert child is not None and not _gone(child)
+    runner.cancel(grace=2.0)
+    assert runner.finished and runner.result.cancelled and not runner.result.ok
+    assert runner.result.returncode != 0
+    for _ in range(100):
+        if _gone(child):
+            break
+        time.sleep(0.05)
+    assert _gone(runner.pid) and _gone(child)
+
+
+def test_gpu_out_of_memory_falls_back_to_cpu_with_a_warning(worker):
+    seen = []
+    result = run_with_cpu_fallback(["oom"], device="cuda:0", on_event=seen.append, command=lambda args: worker(*args))
+    assert result.ok
+    assert seen[0]["event"] == "warning" and "out of memory" in seen[0]["message"] and "CPU" in seen[0]["message"]
+    assert result.events[0] == seen[0]
+    assert result.events[-1] == {"event": "result", "device": "cpu"}
+
+
+def test_other_failures_do_not_rerun(worker):
+    seen = []
+    result = run_with_cpu_fallback(["fail"], device="cuda:0", on_event=seen.append, command=lambda args: worker(*args))
+    assert result.returncode == 1 and not result.out_of_memory
+    assert result.error_line == "neonet predict: error: scan.nrrd: file not found"
+    assert not any(e["event"] == "warning" for e in seen)
+
+
+def test_command_and_device_helpers():
+    assert set_device_argument(["predict", "--device", "cuda:1", "x.nrrd"], "cpu") == ["predict", "x.nrrd", "--device", "cpu"]
+    assert set_device_argument(["predict", "--device=mps"], "cpu") == ["predict", "--device", "cpu"]
+    command = cli_command(["predict", "a.nrrd"], python="/usr/bin/python3")
+    assert command == ["/usr/bin/python3", "-m", "neonet_core.cli.main", "--progress", "json", "predict", "a.nrrd"]
+    assert is_out_of_memory("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate")
+    assert is_out_of_memory("RuntimeError: MPS backend out of memory")
+    assert not is_out_of_memory("neonet predict: error: x.nrrd: file not found")
+    env = library_env()
+    assert env["PYTHONPATH"].split(os.pathsep)[0] == str(ROOT)
