@@ -1,0 +1,57 @@
+"""``neonet segment``: NeoSeg's tumour mask for one volume."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "segment",
+        help="segment the tumour of one MRI with a NeoSeg bundle",
+        description="Segment the tumour of one volume with the NeoSeg network of a model bundle. The volume is "
+        "resampled to the network's coarse isotropic grid, segmented by sliding window, the connected component "
+        "most likely to be the tumour is kept and its holes filled, and the mask is written on the input volume's "
+        "grid (uint8, 1 = tumour). Prints the tumour volume in mL. When no tumour is found nothing is written and "
+        "the exit code is 1 (unless --allow-empty). An existing output file is never replaced.",
+    )
+    parser.add_argument("--bundle", type=Path, required=True, help="model bundle folder or .zip holding a NeoSeg network")
+    parser.add_argument("--image", type=Path, required=True, help="the MRI volume (NIfTI, NRRD, MHA or a DICOM folder)")
+    parser.add_argument("--out", type=Path, required=True, help="mask file to write (.nii.gz, .nii or .nrrd; must not exist)")
+    parser.add_argument("--probability", type=Path, default=None, help="also write the tumour probability map here (float32)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
+    parser.add_argument("--allow-empty", action="store_true", help="write an empty mask (exit 0) when no tumour is found")
+    parser.set_defaults(func=run)
+
+
+def _check_output(path: Path) -> None:
+    from neonet_core.errors import InputError
+    from neonet_core.io import WRITABLE_SUFFIXES
+
+    if not path.name.lower().endswith(WRITABLE_SUFFIXES):
+        raise InputError(path, f"cannot write this format; use one of {', '.join(WRITABLE_SUFFIXES)}")
+    if path.exists():
+        raise InputError(path, "already exists; NeoNet never replaces a file, choose a new name")
+
+
+def run(args) -> int:
+    from neonet_core.errors import NoTumourFoundError
+    from neonet_core.io import read_volume, write_volume
+    from neonet_core.neoseg import load_segmenter
+
+    for path in (args.out, args.probability):
+        if path is not None:
+            _check_output(path)
+    segmenter = load_segmenter(args.bundle, args.device)
+    image = read_volume(args.image)
+    result = segmenter.segment(image, probability=args.probability is not None)
+    if not result.found and not args.allow_empty:
+        raise NoTumourFoundError(f"NeoSeg found no tumour in {args.image}; nothing written (--allow-empty writes an empty mask)")
+    write_volume(result.mask, args.out)
+    if args.probability is not None:
+        write_volume(result.probability, args.probability)
+    if result.found:
+        print(f"tumour volume: {result.volume_ml:.2f} mL; mask written to {args.out}")
+    else:
+        print(f"no tumour found; empty mask written to {args.out}")
+    return 0
