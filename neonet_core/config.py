@@ -54,7 +54,7 @@ class SegConfig:
 class AEConfig:
     """NeoGen autoencoder (MONAI AutoencoderKL): ``len(channels) - 1`` stride-2 stages (3 levels = 4x)."""
 
-    channels: tuple[int, ...] = (16, 32, 64)
+    channels: tuple[int, ...] = (8, 16, 32)
     latent_channels: int = 4
     num_res_blocks: int = 1
     norm_num_groups: int = 8  # must divide every entry of channels

@@ -13,6 +13,7 @@ import dataclasses
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from neonet_core.bundle import add_network, load_bundle, read_or_new_bundle_info, write_bundle_info
 from neonet_core.config import NeoNetConfig, PreprocessConfig, _from_dict, load_config
@@ -50,12 +51,12 @@ def _read_cases(manifest, require_labels: bool):
     return cases
 
 
-def _publish(bundle_dir, cfg: NeoNetConfig, sections: list[str], name: str, state, net_config: dict, summary: dict) -> None:
+def _publish(bundle_dir, cfg: NeoNetConfig, sections: list[str], name: str, state, net_config: dict, summary: dict, stage: str) -> None:
     info = read_or_new_bundle_info(bundle_dir, cfg.to_dict())
     for section in sections:
         info.setdefault("config", {})[section] = dataclasses.asdict(getattr(cfg, section))
     add_network(bundle_dir, info, name, state, net_config)
-    info.setdefault("training", {})[name] = summary
+    info.setdefault("metrics", {})[stage] = summary
     write_bundle_info(bundle_dir, info)
 
 
@@ -74,11 +75,12 @@ def train_autoencoder(manifest, config="tiny", bundle_dir="bundle", resume=False
     train_set = ImagePatches([r for r, v in zip(records, val) if not v])
     val_set = ImagePatches([r for r, v in zip(records, val) if v])
     warmup = cfg.ae.adversarial_warmup_epochs * (steps_for(len(train_set), tcfg) // max(tcfg.epochs, 1))
+    torch.manual_seed(tcfg.seed)  # network initialisation
     stage = AEStage(cfg.ae, warmup)
     result = Trainer(stage, train_set, val_set, tcfg, run_dir(bundle_dir, "ae")).fit(resume)
     load_weights(result.out_dir / "best.safetensors", {"autoencoder": stage.ae})
     net_config = {**dataclasses.asdict(cfg.ae), "preprocess": dataclasses.asdict(cfg.preprocess), "split_seed": tcfg.seed}
-    _publish(bundle_dir, cfg, ["preprocess", "ae"], "autoencoder", stage.ae.state_dict(), net_config, _summary(result, len(train_set), len(val_set)))
+    _publish(bundle_dir, cfg, ["preprocess", "ae"], "autoencoder", stage.ae.state_dict(), net_config, _summary(result, len(train_set), len(val_set)), "ae")
     build_latent_cache(bundle_dir, records, val, tcfg.seed, tcfg.device)
     return Path(bundle_dir)
 
@@ -138,13 +140,14 @@ def train_ldm(manifest, config="tiny", bundle_dir="bundle", resume=False, device
     cache = ensure_latent_cache(bundle_dir, _read_cases(manifest, require_labels=True), device=tcfg.device)
     _labelled(cache, manifest)
     scale = cache.scale_factor()
+    torch.manual_seed(tcfg.seed)
     stage = LDMStage(cfg.ldm, cache.latent_channels, cache.latent_shape, scale)
     train_set, val_set = cache.dataset("train"), cache.dataset("val")
     result = Trainer(stage, train_set, val_set, tcfg, run_dir(bundle_dir, "ldm")).fit(resume)
     load_weights(result.out_dir / "best.safetensors", {"unet": stage.unet})
     net_config = {**dataclasses.asdict(cfg.ldm), "latent_channels": cache.latent_channels, "latent_shape": list(cache.latent_shape),
                   "scale_factor": scale, "autoencoder_sha256": cache.key["autoencoder_sha256"]}
-    _publish(bundle_dir, cfg, ["ldm"], "ldm", stage.unet.state_dict(), net_config, _summary(result, len(train_set), len(val_set)))
+    _publish(bundle_dir, cfg, ["ldm"], "ldm", stage.unet.state_dict(), net_config, _summary(result, len(train_set), len(val_set)), "ldm")
     return Path(bundle_dir)
 
 
@@ -169,10 +172,11 @@ def train_controlnet(manifest, config="tiny", bundle_dir="bundle", resume=False,
     bundle = load_bundle(bundle_dir)
     _, ae_cfg, _ = _bundle_autoencoder(bundle)
     unet, ldm_cfg, ldm_net = bundle_unet(bundle)
+    torch.manual_seed(tcfg.seed)
     stage = ControlNetStage(cfg.controlnet, ldm_cfg, ae_cfg, unet, cache.latent_shape, float(ldm_net["scale_factor"]))
     train_set, val_set = cache.dataset("train"), cache.dataset("val")
     result = Trainer(stage, train_set, val_set, tcfg, run_dir(bundle_dir, "controlnet")).fit(resume)
     load_weights(result.out_dir / "best.safetensors", {"controlnet": stage.controlnet})
     net_config = {**dataclasses.asdict(cfg.controlnet), "mask_channels": list(MASK_CHANNELS), "ldm_sha256": bundle.networks["ldm"]["sha256"]}
-    _publish(bundle_dir, cfg, ["controlnet"], "controlnet", stage.controlnet.state_dict(), net_config, _summary(result, len(train_set), len(val_set)))
+    _publish(bundle_dir, cfg, ["controlnet"], "controlnet", stage.controlnet.state_dict(), net_config, _summary(result, len(train_set), len(val_set)), "controlnet")
     return Path(bundle_dir)

@@ -1,0 +1,68 @@
+"""``neonet train ae|ldm|controlnet``: the three NeoGen stages, each into the same bundle folder.
+
+:func:`add_train_parsers` adds the three subparsers to the ``neonet train`` group.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+_STAGES = {
+    "ae": (
+        "train the NeoGen autoencoder (AutoencoderKL, 4x)",
+        "Train the NeoGen autoencoder (MONAI AutoencoderKL, 3D, 4x downsampling; L1 + KL, optional patch-adversarial "
+        "loss after a warm-up) on the normalised TLCR patches of every real case in the manifest. A share of the "
+        "patients (AEConfig.val_fraction) is held out; the weights with the best validation PSNR go into the bundle "
+        "folder --out as autoencoder.safetensors, then every patch (and its 8 flip variants) is encoded once into the "
+        "latent cache OUT/runs/latents.safetensors for the diffusion stages. Run folder: OUT/runs/ae.",
+    ),
+    "ldm": (
+        "train the NeoGen class-conditional latent diffusion model",
+        "Train the class-conditional latent diffusion UNet (MONAI DiffusionModelUNet, class = PNI label; rectified "
+        "flow by default, DDPM/DDIM by config) on the cached latents of the bundle's autoencoder (rebuilt if the "
+        "cache does not match the manifest or the autoencoder). Needs `neonet train ae` into the same bundle first "
+        "and a label for every case. Adds ldm.safetensors with the latent scale factor. Run folder: OUT/runs/ldm.",
+    ),
+    "controlnet": (
+        "train the NeoGen mask-conditioned ControlNet",
+        "Train a MONAI ControlNet initialised from the LDM UNet (which stays frozen), conditioned on one-hot masks "
+        "of the patch (tumour, liver, bile duct, vessel). Needs `neonet train ae` and `neonet train ldm` into the "
+        "same bundle first. Adds controlnet.safetensors. Run folder: OUT/runs/controlnet.",
+    ),
+}
+
+
+def add_train_parsers(train_subparsers) -> None:
+    """Add ``ae``, ``ldm`` and ``controlnet`` to the ``neonet train`` subparsers."""
+    for stage, (help_text, description) in _STAGES.items():
+        parser = train_subparsers.add_parser(stage, help=help_text, description=description)
+        parser.add_argument("--manifest", type=Path, required=True, help="cohort manifest CSV (case_id,image,tumor_mask,anatomy_mask,label,...)")
+        parser.add_argument("--config", default="tiny", help="preset name (tiny, paper) or a JSON config file (default tiny)")
+        parser.add_argument("--out", type=Path, required=True, help="bundle folder (the NeoGen stages add their networks to the same folder)")
+        parser.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
+        parser.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N or mps (default: the config's, auto)")
+        parser.add_argument("--epochs", type=int, default=None, help="override the config's number of epochs")
+        parser.add_argument("--seed", type=int, default=None, help="override the config's random seed")
+        parser.set_defaults(func=run, neogen_stage=stage)
+
+
+def run(args) -> int:
+    from neonet_core.bundle import load_bundle
+    from neonet_core.errors import InputError
+    from neonet_core.neogen import training
+
+    if args.epochs is not None and args.epochs < 1:
+        raise InputError(None, f"--epochs must be at least 1, got {args.epochs}")
+    train = {"ae": training.train_autoencoder, "ldm": training.train_ldm, "controlnet": training.train_controlnet}[args.neogen_stage]
+    bundle_dir = train(args.manifest, args.config, args.out, resume=args.resume, device=args.device, epochs=args.epochs, seed=args.seed)
+    metrics = load_bundle(bundle_dir).info["metrics"][args.neogen_stage]
+    shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics["validation"].items() if k != "score") or "no validation cases"
+    print(f"NeoGen {args.neogen_stage} trained: {metrics['steps']} steps, best at step {metrics['best_step']} ({shown}); bundle {bundle_dir}")
+    return 0
+
+
+def register_standalone(subparsers) -> None:
+    """For testing without ``neonet train``: a ``train`` parser holding only the NeoGen stages."""
+    parser = subparsers.add_parser("train", help="train a NeoGen stage")
+    add_train_parsers(parser.add_subparsers(dest="stage", metavar="STAGE", required=True))
