@@ -1,8 +1,8 @@
 """A real MRML scene from the slicer-core wheel, outside the Slicer application (pytest fixtures).
 
 ``mrml`` builds a fresh scene with an application logic holding the Colors, Volumes, Segmentations,
-Markups, Tables and Sequences logics, the way Slicer wires them at start-up; ``slicer.mrmlScene``
-points at it. Import the fixtures into a test module: ``from slicer_scene import mrml, load_volume``.
+Markups, Tables and Sequences logics, the way Slicer wires them at start-up
+(:func:`NeoNetSlicerLib.scene.standalone_scene`); ``slicer.mrmlScene`` points at it. Import the fixtures into a test module: ``from slicer_scene import mrml, load_volume``.
 """
 
 from __future__ import annotations
@@ -22,16 +22,6 @@ for path in (ROOT, MODULE_DIR):
 
 slicer = pytest.importorskip("slicer", reason="the slicer-core wheel is needed for the MRML tests")
 import vtk  # noqa: E402  (after the slicer import, which loads VTK)
-
-LOGICS = {
-    "Colors": "vtkSlicerColorLogic",
-    "Volumes": "vtkSlicerVolumesLogic",
-    "Segmentations": "vtkSlicerSegmentationsModuleLogic",
-    "Markups": "vtkSlicerMarkupsLogic",
-    "Tables": "vtkSlicerTablesLogic",
-    "Sequences": "vtkSlicerSequencesLogic",
-}
-
 
 @dataclass
 class MRML:
@@ -65,19 +55,11 @@ class MRML:
 
 
 def make_scene() -> MRML:
-    vtk.vtkLogger.SetStderrVerbosity(vtk.vtkLogger.VERBOSITY_ERROR)
-    scene = slicer.vtkMRMLScene()
-    slicer.mrmlScene = scene
-    app_logic = slicer.vtkSlicerApplicationLogic()
-    app_logic.SetMRMLScene(scene)
-    logics = {}
-    for name, class_name in LOGICS.items():
-        logic = getattr(slicer, class_name)()
-        logic.SetMRMLApplicationLogic(app_logic)
-        logic.SetMRMLScene(scene)
-        app_logic.SetModuleLogic(name, logic)
-        logics[name] = logic
-    return MRML(scene, app_logic, logics)
+    """A new scene wired like Slicer's (NeoNetSlicerLib.scene.standalone_scene: the code the batch script uses)."""
+    from NeoNetSlicerLib.scene import standalone_scene
+
+    context = standalone_scene()
+    return MRML(context.scene, context.app_logic, context.logics)
 
 
 @pytest.fixture
