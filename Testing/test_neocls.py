@@ -1,0 +1,146 @@
+"""NeoCls networks: dual attention block, PattenNet's frozen encoder, baselines, Grad-CAM, augmentation."""
+
+import numpy as np
+import pytest
+import torch
+
+from neonet_core.config import AEConfig, ClsConfig, NeoNetConfig, TrainConfig
+from neonet_core.neocls.baselines import build_classifier
+from neonet_core.neocls.dab import DualAttentionBlock3d, PositionAttention3d
+from neonet_core.neocls.data import PatchSet, augment
+from neonet_core.neocls.pattennet import PattenNet, grad_cam
+from neonet_core.neocls.stage import predict_probabilities, train_classifier
+from neonet_core.neogen.autoencoder import build_autoencoder, encode_features
+
+
+def test_dab_is_identity_with_zero_gates():
+    torch.manual_seed(0)
+    block = DualAttentionBlock3d(16)
+    x = torch.randn(2, 16, 4, 5, 6)
+    assert torch.equal(block(x), x)
+    with torch.no_grad():
+        block.gamma_position.fill_(0.5)
+        block.gamma_channel.fill_(0.3)
+    y = block(x)
+    assert y.shape == x.shape
+    assert float((y - x).abs().max()) > 1e-3
+
+
+def test_sdpa_matches_explicit_attention():
+    torch.manual_seed(1)
+    pa = PositionAttention3d(16).double()
+    x = torch.randn(2, 16, 4, 4, 3, dtype=torch.float64)
+    fused, explicit = pa(x), pa(x, explicit=True)
+    assert fused.shape == x.shape
+    assert torch.allclose(fused, explicit, atol=1e-10)
+    # rows of the explicit attention are probability distributions over the N = 48 voxels
+    attn = pa.attention(x)
+    assert attn.shape == (2, 48, 48)
+    assert torch.allclose(attn.sum(-1), torch.ones(2, 48, dtype=torch.float64))
+    block = DualAttentionBlock3d(16).double()
+    with torch.no_grad():
+        block.gamma_position.fill_(1.0)
+        block.gamma_channel.fill_(1.0)
+    assert torch.allclose(block(x), block(x, explicit=True), atol=1e-10)
+
+
+def test_pattennet_uses_deepest_encoder_features():
+    torch.manual_seed(0)
+    ae_cfg = AEConfig()
+    ae = build_autoencoder(ae_cfg).eval()
+    net = PattenNet(ae_cfg, ClsConfig()).eval()
+    net.load_encoder(ae)
+    x = torch.rand(2, 1, 16, 16, 16)
+    with torch.no_grad():
+        assert torch.allclose(net.encode(x), encode_features(ae, x))
+        assert net.encode(x).shape == (2, ae_cfg.channels[-1], 4, 4, 4)
+        assert net(x).shape == (2,)
+    shallow = PattenNet(ae_cfg, ClsConfig(encoder_blocks=1))
+    assert shallow.encode(x).shape[2:] == (16, 16, 16)
+    assert len(PattenNet(ae_cfg, ClsConfig(num_dab=0)).dabs) == 0
+
+
+def _toy_patches(n=16, size=16, seed=0) -> PatchSet:
+    """A learnable toy: positives have a bright blob in the centre."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 2
+    images = rng.random((n, size, size, size)).astype(np.float32) * 0.3
+    c = size // 2
+    images[labels == 1, c - 3 : c + 3, c - 3 : c + 3, c - 3 : c + 3] += 0.6
+    ids = [f"c{i}" for i in range(n)]
+    return PatchSet(ids, ids, images, labels)
+
+
+def test_frozen_encoder_unchanged_by_training(tmp_path):
+    cfg = NeoNetConfig()
+    cfg.preprocess.patch_size = 16
+    cfg.cls.train = TrainConfig(epochs=2, batch_size=4, lr=1e-2, device="cpu")
+    torch.manual_seed(3)
+    ae = build_autoencoder(cfg.ae)
+    before = {k: v.clone() for k, v in ae.encoder.state_dict().items()}
+    model, result = train_classifier(_toy_patches(), None, cfg, tmp_path / "run", autoencoder=ae)
+    assert result.steps == 8
+    for mine, theirs in zip(model.encoder, ae.encoder.blocks):
+        for (k, v), (_, w) in zip(mine.state_dict().items(), theirs.state_dict().items()):
+            assert torch.equal(v, w), k
+    for k, v in ae.encoder.state_dict().items():
+        assert torch.equal(v, before[k])
+    # ... while the trainable parts did change
+    fresh = build_classifier(cfg.cls, cfg.ae)
+    torch.manual_seed(cfg.cls.train.seed)
+    fresh = build_classifier(cfg.cls, cfg.ae)
+    assert not torch.equal(fresh.head.weight, model.head.weight)
+    assert all(not p.requires_grad for p in model.encoder.parameters())
+
+
+def test_unfrozen_encoder_trains(tmp_path):
+    cfg = NeoNetConfig()
+    cfg.cls.freeze_encoder = False
+    cfg.cls.train = TrainConfig(epochs=1, batch_size=4, lr=1e-2, device="cpu")
+    ae = build_autoencoder(cfg.ae)
+    model, _ = train_classifier(_toy_patches(8), None, cfg, tmp_path / "run", autoencoder=ae)
+    first = next(iter(model.encoder[0].parameters()))
+    assert not torch.equal(first, next(iter(ae.encoder.blocks[0].parameters())))
+
+
+@pytest.mark.parametrize("name", ["pattennet", "densenet121", "resnet18"])
+def test_models_and_grad_cam_shapes(name):
+    torch.manual_seed(0)
+    model = build_classifier(ClsConfig(model=name), AEConfig()).eval()
+    x = torch.rand(2, 1, 32, 32, 32)
+    logits, cam = grad_cam(model, x)
+    assert logits.shape == (2,) and cam.shape == (2, 32, 32, 32)
+    assert float(cam.min()) >= 0.0 and float(cam.max()) <= 1.0 + 1e-6
+    with torch.no_grad():
+        assert torch.allclose(logits, model(x), atol=1e-5)
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_grad_cam_finds_the_blob(tmp_path):
+    """After training on the toy, PattenNet's Grad-CAM is larger on the blob than in the corners."""
+    cfg = NeoNetConfig()
+    cfg.cls.freeze_encoder = False
+    cfg.cls.augment = False
+    cfg.cls.train = TrainConfig(epochs=15, batch_size=8, lr=3e-3, device="cpu")
+    data = _toy_patches(16)
+    model, _ = train_classifier(data, None, cfg, tmp_path / "run", autoencoder=build_autoencoder(cfg.ae))
+    p, spread = predict_probabilities(model, data.images, tta=True)
+    assert p.shape == spread.shape == (16,)
+    assert p[data.labels == 1].mean() > p[data.labels == 0].mean() + 0.2
+    _, cam = grad_cam(model, torch.from_numpy(data.images[data.labels == 1])[:, None])
+    centre = cam[:, 5:11, 5:11, 5:11].mean()
+    assert float(centre) > float(cam.mean())
+
+
+def test_augment_only_touches_real_items():
+    torch.manual_seed(0)
+    x = torch.rand(4, 1, 8, 8, 8)
+    real = torch.tensor([True, False, True, False])
+    out = augment(x, real, rotate_deg=10, intensity=0.1)
+    assert torch.equal(out[1], x[1]) and torch.equal(out[3], x[3])
+    assert not torch.equal(out[0], x[0])
+    torch.manual_seed(0)
+    assert torch.equal(augment(x, real), out)  # same seed, same augmentation
+    # no rotation, no intensity: the result is a flip of the input (values preserved)
+    same = augment(x, torch.ones(4, dtype=torch.bool), rotate_deg=0, intensity=0)
+    assert torch.allclose(same.sort(-1).values.sum(), x.sort(-1).values.sum())

@@ -1,0 +1,218 @@
+"""Aggregate a cross-validation folder into predictions, metrics, ROC curves and ``report.md``.
+
+Reads ``cv_plan.json`` and every complete ``fold_k/<model>/result.json``; folds still missing are
+listed in the report (``neonet cv --report`` can be run at any time).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+
+from neonet_core.errors import NeoNetError
+from neonet_core.fileio import atomic_path, write_text_atomic
+from neonet_core.neocls import metrics as M
+
+
+def collect(out_dir) -> tuple[dict, dict[str, list[dict]]]:
+    """(plan, {model name: [fold results sorted by fold]}) of a cv folder."""
+    out_dir = Path(out_dir)
+    plan_path = out_dir / "cv_plan.json"
+    if not plan_path.exists():
+        raise NeoNetError(f"{out_dir}: not a cv folder (no cv_plan.json)")
+    plan = json.loads(plan_path.read_text(encoding="utf-8"))
+    results: dict[str, list[dict]] = {}
+    for path in sorted(out_dir.glob("fold_*/*/result.json")):
+        r = json.loads(path.read_text(encoding="utf-8"))
+        results.setdefault(r["model"], []).append(r)
+    for name in results:
+        results[name].sort(key=lambda r: r["fold"])
+    return plan, results
+
+
+def model_metrics(fold_results: list[dict], n_boot: int = 2000, seed: int = 0) -> dict:
+    """Per-fold and pooled metrics of one model (see report.md for their meaning)."""
+    rows = [dict(case, fold=r["fold"], threshold=r["threshold"]) for r in fold_results for case in r["cases"]]
+    y = np.array([r["label"] for r in rows])
+    p = np.array([r["probability"] for r in rows])
+    fold_aucs = {r["fold"]: r["auc"] for r in fold_results}
+    finite = [a for a in fold_aucs.values() if np.isfinite(a)]
+    best = max(fold_aucs, key=lambda k: -1 if not np.isfinite(fold_aucs[k]) else fold_aucs[k])
+    pooled = M.roc_auc(y, p)
+    ci = M.bootstrap_auc_ci(y, p, n_boot=n_boot, seed=seed)
+    youden = M.youden_threshold(y, p)
+    pred = np.array([r["probability"] >= r["threshold"] for r in rows])
+    tp, tn = int(np.sum(pred & (y == 1))), int(np.sum(~pred & (y == 0)))
+    return {
+        "folds": sorted(fold_aucs),
+        "fold_auc": fold_aucs,
+        "mean_auc": float(np.mean(finite)) if finite else float("nan"),
+        "sd_auc": float(np.std(finite, ddof=1)) if len(finite) > 1 else float("nan"),
+        "pooled_auc": pooled,
+        "pooled_auc_ci95": list(ci),
+        "best_fold": int(best),
+        "best_fold_auc": fold_aucs[best],
+        "youden_pooled": vars(youden),
+        "at_fold_thresholds": {
+            "accuracy": (tp + tn) / max(1, len(y)),
+            "sensitivity": tp / max(1, int(y.sum())),
+            "specificity": tn / max(1, int((1 - y).sum())),
+        },
+        "n_cases": len(y),
+        "n_positive": int(y.sum()),
+    }
+
+
+def _comparisons(results: dict[str, list[dict]]) -> list[dict]:
+    """DeLong tests between every pair of models on the cases both predicted."""
+    preds = {name: {c["case_id"]: (c["label"], c["probability"]) for r in rs for c in r["cases"]} for name, rs in results.items()}
+    names, out = sorted(preds), []
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            common = sorted(set(preds[a]) & set(preds[b]))
+            y = np.array([preds[a][c][0] for c in common])
+            if len(common) < 3 or y.min() == y.max():
+                continue
+            d = M.delong_test(y, [preds[a][c][1] for c in common], [preds[b][c][1] for c in common])
+            out.append({"model_a": a, "model_b": b, "n_cases": len(common), **vars(d)})
+    return out
+
+
+def _plot_roc(results: dict[str, list[dict]], metrics: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import roc_curve
+
+    fig, ax = plt.subplots(figsize=(5, 5), dpi=120)
+    for name, rs in sorted(results.items()):
+        y = [c["label"] for r in rs for c in r["cases"]]
+        p = [c["probability"] for r in rs for c in r["cases"]]
+        if len(set(y)) < 2:
+            continue
+        fpr, tpr, _ = roc_curve(y, p)
+        lo, hi = metrics[name]["pooled_auc_ci95"]
+        ax.plot(fpr, tpr, label=f"{name}: AUC {metrics[name]['pooled_auc']:.3f} [{lo:.3f}, {hi:.3f}]")
+    ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=0.8, label="chance")
+    ax.set_xlabel("1 - specificity")
+    ax.set_ylabel("sensitivity")
+    ax.set_title("Out-of-fold ROC (pooled over folds)")
+    ax.legend(loc="lower right", fontsize=7)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+
+
+def _oof_csv(results: dict[str, list[dict]]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["model", "fold", "case_id", "patient_id", "label", "probability", "uncertainty", "fold_threshold", "predicted"])
+    for name, rs in sorted(results.items()):
+        for r in rs:
+            for c in r["cases"]:
+                w.writerow([name, r["fold"], c["case_id"], c["patient_id"], c["label"], f"{c['probability']:.6f}",
+                            f"{c['uncertainty']:.6f}", f"{r['threshold']:.6f}", int(c["probability"] >= r["threshold"])])
+    return buf.getvalue()
+
+
+def _f(x, digits=3) -> str:
+    return "n/a" if x is None or not np.isfinite(x) else f"{x:.{digits}f}"
+
+
+def _markdown(plan: dict, results: dict, metrics: dict, comparisons: list[dict]) -> str:
+    n_folds = plan["n_folds"]
+    folds = plan["folds"]
+    lines = [
+        "# NeoNet cross-validation report",
+        "",
+        f"Cohort: `{plan['manifest']}`: {len(folds)} real cases. {n_folds}-fold cross-validation, stratified by the "
+        f"PNI label and grouped by patient (all cases of a patient in one fold), seed {plan['seed']}, preset "
+        f"`{plan['config'].get('preset')}`.",
+        "",
+        "How to read this: every case is predicted exactly once, by the model of the fold that held it out. "
+        "In each fold everything that learns (the NeoGen autoencoder, diffusion model and ControlNet, the "
+        "classifier, its best epoch and its decision threshold) was fitted on that fold's training patients only; "
+        "synthetic (NeoGen) patches were added to training only and generated from training cases only; "
+        "validation cases are real. Image normalisation is per patch (no cohort statistics).",
+        "",
+        "Models: `pattennet` = frozen NeoGen autoencoder encoder + dual attention blocks + head; `densenet121`, "
+        "`resnet18` = MONAI 3D baselines trained from scratch; `+neogen` = training folds balanced 1:1 with "
+        "synthetic PNI patches. PattenNet without `+neogen` still uses the fold's autoencoder as its encoder.",
+        "",
+        "## AUC",
+        "",
+        "| model | folds done | mean +/- SD of fold AUCs | pooled out-of-fold AUC [95% CI] | best single fold (optimistic) |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for name, m in sorted(metrics.items()):
+        lo, hi = m["pooled_auc_ci95"]
+        lines.append(f"| {name} | {len(m['folds'])}/{n_folds} | {_f(m['mean_auc'])} +/- {_f(m['sd_auc'])} | "
+                     f"{_f(m['pooled_auc'])} [{_f(lo)}, {_f(hi)}] | {_f(m['best_fold_auc'])} (fold {m['best_fold']}) |")
+    lines += [
+        "",
+        "The pooled AUC ranks all out-of-fold predictions together; its 95% CI is a stratified bootstrap "
+        "(positives and negatives resampled separately, 2000 resamples). The best single fold is what a paper "
+        "reporting its best fold would quote: it is an optimistic figure, shown only for comparison.",
+        "",
+        "## Per-fold AUC",
+        "",
+        "| model | " + " | ".join(f"fold {k}" for k in range(n_folds)) + " |",
+        "| --- |" + " --- |" * n_folds,
+    ]
+    for name, m in sorted(metrics.items()):
+        lines.append(f"| {name} | " + " | ".join(_f(m["fold_auc"].get(k)) if k in m["fold_auc"] else "-" for k in range(n_folds)) + " |")
+    lines += [
+        "",
+        "## Accuracy, sensitivity, specificity",
+        "",
+        "| model | at each fold's own threshold (leakage-free): acc / sens / spec | at the pooled Youden threshold (optimistic): threshold, acc / sens / spec |",
+        "| --- | --- | --- |",
+    ]
+    for name, m in sorted(metrics.items()):
+        a, y = m["at_fold_thresholds"], m["youden_pooled"]
+        lines.append(f"| {name} | {_f(a['accuracy'])} / {_f(a['sensitivity'])} / {_f(a['specificity'])} | "
+                     f"{_f(y['threshold'])}, {_f(y['accuracy'])} / {_f(y['sensitivity'])} / {_f(y['specificity'])} |")
+    lines += [
+        "",
+        "Each fold's own threshold maximises Youden's J on that fold's inner validation patients (training data); "
+        "the pooled Youden threshold is chosen on the out-of-fold predictions themselves, so its figures are optimistic.",
+        "",
+    ]
+    if comparisons:
+        lines += ["## DeLong test between models (pooled out-of-fold predictions, same cases)", "",
+                  "| model A | model B | cases | AUC A | AUC B | difference | z | p (two-sided) |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+        for c in comparisons:
+            lines.append(f"| {c['model_a']} | {c['model_b']} | {c['n_cases']} | {_f(c['auc_a'])} | {_f(c['auc_b'])} | "
+                         f"{_f(c['difference'])} | {_f(c['z'], 2)} | {_f(c['p_value'], 4)} |")
+        lines.append("")
+    missing = {name: sorted(set(range(n_folds)) - set(m["folds"])) for name, m in metrics.items()}
+    missing = {k: v for k, v in missing.items() if v}
+    if missing:
+        lines += ["## Incomplete", "", *[f"- {k}: folds {v} not finished (rerun `neonet cv` with the same --out to resume)" for k, v in missing.items()], ""]
+    lines += ["Files: `oof_predictions.csv` (one row per model and case), `metrics.json`, `roc.png`, `fold_k/<model>/result.json`.", ""]
+    return "\n".join(lines)
+
+
+def write_report(out_dir, n_boot: int = 2000) -> Path:
+    """Write ``oof_predictions.csv``, ``metrics.json``, ``roc.png`` and ``report.md``; returns report.md."""
+    out_dir = Path(out_dir)
+    plan, results = collect(out_dir)
+    if not results:
+        raise NeoNetError(f"{out_dir}: no complete fold yet (no fold_*/<model>/result.json)")
+    metrics = {name: model_metrics(rs, n_boot) for name, rs in results.items()}
+    comparisons = _comparisons(results)
+    write_text_atomic(out_dir / "oof_predictions.csv", _oof_csv(results))
+    write_text_atomic(out_dir / "metrics.json", json.dumps({"models": metrics, "delong": comparisons}, indent=2, default=float) + "\n")
+    _plot_roc(results, metrics, out_dir / "roc.png")
+    path = out_dir / "report.md"
+    write_text_atomic(path, _markdown(plan, results, metrics, comparisons))
+    return path
+
+
+__all__ = ["write_report", "collect", "model_metrics"]

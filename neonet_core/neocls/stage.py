@@ -1,0 +1,127 @@
+"""The classifier as an engine Stage, and the functions that train and apply it.
+
+Loss: binary cross-entropy on the PNI logit, positives weighted by ``n_neg / n_pos`` of the training
+set when ``ClsConfig.balance_loss`` (1 once NeoGen has balanced the classes). Validation score: AUC
+(minus the loss when the validation set holds one class only).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from neonet_core.config import NeoNetConfig
+from neonet_core.engine import Stage, Trainer, TrainConfig, TrainResult, load_weights, resolve_device
+from neonet_core.neocls.baselines import build_classifier
+from neonet_core.neocls.data import PatchDataset, PatchSet, augment
+from neonet_core.neocls.metrics import roc_auc
+
+NETWORK = "cls"
+
+
+class ClsStage(Stage):
+    name = "cls"
+
+    def __init__(self, model: nn.Module, cls_cfg, pos_weight: float = 1.0):
+        self.model, self.cfg = model, cls_cfg
+        self.pos_weight = float(pos_weight)
+
+    def networks(self):
+        return {NETWORK: self.model}
+
+    def training_step(self, nets, batch, step):
+        x, y = batch["image"], batch["label"].float()
+        if self.cfg.augment:
+            x = augment(x, batch["real"], self.cfg.rotate_deg, self.cfg.intensity_jitter)
+        logits = nets[NETWORK](x).float()
+        weight = torch.tensor(self.pos_weight, device=logits.device)
+        loss = F.binary_cross_entropy_with_logits(logits, y, pos_weight=weight)
+        return {"main": loss}, {}
+
+    @torch.no_grad()
+    def validate(self, batches):
+        logits, labels = [], []
+        for batch in batches:
+            logits.append(self.model(batch["image"]).float().cpu())
+            labels.append(batch["label"].float().cpu())
+        logits, labels = torch.cat(logits), torch.cat(labels)
+        loss = float(F.binary_cross_entropy_with_logits(logits, labels))
+        auc = roc_auc(labels.numpy(), logits.numpy())
+        return {"auc": auc, "loss": loss, "score": -loss if np.isnan(auc) else auc}
+
+
+def network_config(cfg: NeoNetConfig) -> dict:
+    """What rebuilds the classifier from a bundle: the cls and ae sections and the preprocessing."""
+    return {"cls": dataclasses.asdict(cfg.cls), "ae": dataclasses.asdict(cfg.ae), "preprocess": dataclasses.asdict(cfg.preprocess)}
+
+
+def build_from_network_config(net_cfg: dict) -> nn.Module:
+    cfg = NeoNetConfig.from_dict({k: net_cfg[k] for k in ("cls", "ae", "preprocess") if k in net_cfg})
+    return build_classifier(cfg.cls, cfg.ae)
+
+
+def train_classifier(
+    train: PatchSet,
+    val: PatchSet | None,
+    cfg: NeoNetConfig,
+    run_dir: str | Path,
+    autoencoder: nn.Module | None = None,
+    resume: bool = False,
+    train_cfg: TrainConfig | None = None,
+) -> tuple[nn.Module, TrainResult]:
+    """Train ``cfg.cls.model`` on ``train`` (real + synthetic patches) through the engine.
+
+    PattenNet takes its encoder from ``autoencoder`` (a trained NeoGen AutoencoderKL; required unless
+    the encoder is trained too). Returns the model holding the best weights (by validation AUC when
+    ``val`` has cases, else the last) and the engine's result.
+    """
+    tcfg = train_cfg or cfg.cls.train
+    if cfg.cls.model == "densenet121" and min(train.images.shape[1:]) < 32:
+        raise ValueError(f"densenet121 downsamples 32x and needs patches of at least 32 voxels; these are {train.images.shape[1:]}")
+    torch.manual_seed(tcfg.seed)  # initial weights
+    model = build_classifier(cfg.cls, cfg.ae)
+    if cfg.cls.model == "pattennet":
+        if autoencoder is not None:
+            model.load_encoder(autoencoder)
+        elif cfg.cls.freeze_encoder:
+            raise ValueError("PattenNet with a frozen encoder needs the trained NeoGen autoencoder")
+    n_pos, n_neg = int(train.labels.sum()), int((1 - train.labels).sum())
+    pos_weight = n_neg / n_pos if (cfg.cls.balance_loss and n_pos and n_neg) else 1.0
+    stage = ClsStage(model, cfg.cls, pos_weight)
+    val_set = PatchDataset(val) if val is not None and len(val) else None
+    result = Trainer(stage, PatchDataset(train), val_set, tcfg, run_dir).fit(resume)
+    load_weights(Path(run_dir) / "best.safetensors", stage.networks())
+    return model.eval(), result
+
+
+FLIP_SETS = ((), (2,), (3,), (4,), (2, 3), (2, 4), (3, 4), (2, 3, 4))
+
+
+@torch.no_grad()
+def predict_probabilities(model: nn.Module, images: np.ndarray | torch.Tensor, device="cpu", tta: bool = False, batch_size: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """p(PNI) for patches (N, D, H, W): (mean probability (N,), spread (N,)).
+
+    With ``tta`` the 8 flip variants are averaged and the spread is their standard deviation;
+    without, the spread is 0.
+    """
+    device = resolve_device(device) if isinstance(device, str) else device
+    model = model.to(device).eval()
+    x_all = torch.as_tensor(np.asarray(images, dtype=np.float32))
+    means, spreads = [], []
+    for start in range(0, len(x_all), batch_size):
+        x = x_all[start : start + batch_size, None].to(device)
+        variants = FLIP_SETS if tta else ((),)
+        probs = torch.stack([torch.sigmoid(model(x.flip(f) if f else x).float()) for f in variants])
+        means.append(probs.mean(0).cpu())
+        spreads.append((probs.std(0, unbiased=False) if tta else torch.zeros_like(probs[0])).cpu())
+    if not means:
+        return np.zeros(0), np.zeros(0)
+    return torch.cat(means).numpy().astype(np.float64), torch.cat(spreads).numpy().astype(np.float64)
+
+
+__all__ = ["ClsStage", "train_classifier", "predict_probabilities", "network_config", "build_from_network_config", "NETWORK"]
