@@ -53,6 +53,14 @@ def register(subparsers) -> None:
         help="map the patch's 0.5/99.5 intensity percentiles to 0/1, clipped (default on); --no-normalise keeps raw intensities",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs in --out")
+    parser.add_argument(
+        "--bundle",
+        type=Path,
+        default=None,
+        help="model bundle with a NeoSeg network: cases without a tumour mask are segmented automatically "
+        "(a given mask always wins; a case where NeoSeg finds no tumour fails, never a centre crop)",
+    )
+    parser.add_argument("--device", default="cpu", help="device for NeoSeg with --bundle: auto, cpu, cuda, mps (default cpu)")
     parser.set_defaults(func=run)
 
 
@@ -67,6 +75,11 @@ def run(args) -> int:
     if cfg.roi_mm <= 0 or cfg.patch_size < 2:
         raise InputError(None, "--roi-mm must be positive and --patch-size at least 2")
     cases, failures = _cases(args)
+    args.segmenter = None
+    if args.bundle is not None:  # checked once, before any case
+        from neonet_core.neoseg import load_segmenter
+
+        args.segmenter = load_segmenter(args.bundle, args.device)
     out = args.out
     if not args.overwrite:
         existing = [p for p in _planned_outputs(out, cases, args.format) if p.exists()]
@@ -171,9 +184,14 @@ def _crop_case(case, out: Path, cfg, args):
     from neonet_core.normalize import normalise_from_config
     from neonet_core.tlcr import tlcr_from_config
 
-    if case.tumor_mask is None:
-        raise InputError(case.image, f"case {case.case_id}: no tumour mask given (automatic NeoSeg tumour finding is not available yet)")
+    if case.tumor_mask is None and args.bundle is None:
+        raise InputError(case.image, f"case {case.case_id}: no tumour mask given (give one, or --bundle to find the tumour with NeoSeg)")
     image, tumour, anatomy = load_case(case)
+    source = "user"
+    if case.tumor_mask is None:
+        from neonet_core.neoseg import localise
+
+        tumour, source = localise(image, None, args.segmenter)
     result = tlcr_from_config(image, tumour, anatomy, cfg)
     image_patch = result.image_patch
     if args.normalise:
@@ -192,6 +210,7 @@ def _crop_case(case, out: Path, cfg, args):
     patch_case = replace(case, image=files["image"], tumor_mask=files["tumour"], anatomy_mask=files.get("anatomy"))
     info = {
         "folder": folder.relative_to(out).as_posix(),
+        "tumour_source": source,
         "roi": result.roi.to_dict(),
         "roi_file": (folder / "roi.mrk.json").relative_to(out).as_posix(),
         "tumour_extent_mm": list(result.tumour_extent_mm),
