@@ -34,7 +34,7 @@ def trained_bundle(cohort):
     root, manifest, config = cohort
     out = root / "bundle"
     code = main(["--progress", "none", "train", "seg", "--manifest", str(manifest), "--config", str(config), "--out", str(out),
-                 "--epochs", "6", "--device", "cpu", "--seed", "3"])
+                 "--epochs", "10", "--device", "cpu", "--seed", "3"])
     assert code == 0
     return out
 
@@ -42,18 +42,18 @@ def trained_bundle(cohort):
 def test_train_seg_writes_a_bundle_and_reports_the_dice(trained_bundle, capsys):
     info = json.loads((trained_bundle / "bundle.json").read_text())
     assert "seg" in info["networks"] and info["config"]["seg"]["channels"] == [4, 8, 16]
-    assert info["config"]["seg"]["train"]["seed"] == 3 and info["config"]["seg"]["train"]["epochs"] == 6
-    assert info["metrics"]["seg"]["steps"] == 6 * 2  # 2 training cases, batch 1
+    assert info["config"]["seg"]["train"]["seed"] == 3 and info["config"]["seg"]["train"]["epochs"] == 10
+    assert info["metrics"]["seg"]["steps"] == 10 * 2  # 2 training cases, batch 1
 
 
 def test_train_seg_refuses_an_existing_bundle_and_resumes_it(cohort, trained_bundle, capsys):
     root, manifest, config = cohort
     args = ["--progress", "none", "train", "seg", "--manifest", str(manifest), "--config", str(config), "--out", str(trained_bundle), "--device", "cpu"]
-    assert main(args + ["--epochs", "6", "--seed", "3"]) == 1
+    assert main(args + ["--epochs", "10", "--seed", "3"]) == 1
     assert "already holds a NeoSeg network; use --resume" in capsys.readouterr().err
-    assert main(args + ["--epochs", "7", "--seed", "3", "--resume"]) == 0
+    assert main(args + ["--epochs", "11", "--seed", "3", "--resume"]) == 0
     assert "best validation Dice" in capsys.readouterr().out
-    assert json.loads((trained_bundle / "bundle.json").read_text())["metrics"]["seg"]["steps"] == 7 * 2
+    assert json.loads((trained_bundle / "bundle.json").read_text())["metrics"]["seg"]["steps"] == 11 * 2
 
 
 def test_train_seg_bad_inputs(cohort, tmp_path, capsys):
@@ -118,3 +118,33 @@ def test_segment_bad_inputs(cohort, trained_bundle, tmp_path, capsys):
     assert "x.nii.gz: file not found" in capsys.readouterr().err
     assert main(["segment", "--bundle", str(trained_bundle), "--image", image, "--out", str(tmp_path / "a.png")]) == 1
     assert "a.png: cannot write this format" in capsys.readouterr().err
+
+
+def test_crop_finds_the_tumour_with_a_bundle_when_no_mask_is_given(cohort, trained_bundle, tmp_path, capsys):
+    """`neonet crop --bundle`: NeoSeg localises, TLCR crops; no bundle and no mask -> a clear failure."""
+    from neonet_core.tlcr import ROI
+
+    root, manifest, _ = cohort
+    args = ["--progress", "none", "crop", "--image", str(manifest.parent / "case0.nii.gz"), "--out", str(tmp_path / "auto"),
+            "--bundle", str(trained_bundle)]
+    assert main(args) == 0
+    case = next(iter(json.loads((tmp_path / "auto" / "crop_report.json").read_text())["cases"].values()))
+    assert case["tumour_source"] == "neoseg"
+    truth = read_volume(manifest.parent / "case0_tumour.nii.gz")
+    true_centre = truth.index_to_physical(np.argwhere(truth.array)[:, ::-1].mean(axis=0))
+    assert np.linalg.norm(np.subtract(ROI.from_dict(case["roi"]).center, true_centre)) < 6.0
+
+    image, truth = ellipsoid_case(np.random.default_rng(5), shape=(20, 48, 48))
+    write_volume(image, tmp_path / "scan.nii.gz")
+    cfg = get_preset("tiny")
+    cfg.seg.channels, cfg.seg.roi_size = (4, 8, 16), (16, 32, 32)
+    save_seg_network(tmp_path / "silent", silent_unet(cfg.seg), cfg)
+    base = ["--progress", "none", "crop", "--image", str(tmp_path / "scan.nii.gz")]
+    assert main(base + ["--out", str(tmp_path / "a")]) == 1
+    assert "no tumour mask given (give one, or --bundle" in capsys.readouterr().err
+    assert main(base + ["--out", str(tmp_path / "b"), "--bundle", str(tmp_path / "silent")]) == 1
+    assert "NeoSeg found no tumour in" in capsys.readouterr().err
+    write_volume(truth, tmp_path / "mask.nii.gz")
+    assert main(base + ["--mask", str(tmp_path / "mask.nii.gz"), "--out", str(tmp_path / "c"), "--bundle", str(tmp_path / "silent")]) == 0
+    report = json.loads((tmp_path / "c" / "crop_report.json").read_text())
+    assert [c["tumour_source"] for c in report["cases"].values()] == ["user"]  # the user's mask wins
