@@ -1,0 +1,58 @@
+"""``neonet train cls`` and ``neonet train all`` (added to the ``neonet train`` group by cli/train.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def _common(parser, bundle_help: str) -> None:
+    parser.add_argument("--manifest", type=Path, required=True, help="training manifest CSV (labels and tumour masks)")
+    parser.add_argument("--out", "--bundle", dest="bundle", type=Path, required=True, help=bundle_help)
+    parser.add_argument("--config", default="tiny", help="preset (tiny, paper) or JSON config file (default tiny)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), help="training device (default: the config's, auto)")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted run in the same bundle")
+    parser.add_argument("--cv", type=Path, metavar="DIR", help="take the decision threshold (and CV metrics) from this `neonet cv` folder")
+
+
+def add_train_parsers(train_subparsers) -> None:
+    """Add ``cls`` and ``all`` to the ``neonet train`` subcommands."""
+    cls = train_subparsers.add_parser(
+        "cls",
+        help="train the PNI classifier (PattenNet or a baseline) into a bundle",
+        description="Train the classifier on the manifest's TLCR patches into a bundle. PattenNet uses the bundle's "
+        "NeoGen autoencoder as its frozen encoder (run `neonet train ae` first); with NeoGen (default) the bundle's "
+        "LDM and ControlNet balance the classes 1:1 with synthetic patches. Held-out training patients pick the best "
+        "epoch and the decision threshold (or --cv takes it from a cross-validation run).",
+    )
+    _common(cls, "bundle folder to add the classifier to")
+    cls.add_argument("--model", choices=("pattennet", "densenet121", "resnet18"), help="classifier (default: the config's, pattennet)")
+    cls.add_argument("--no-neogen", action="store_true", help="train on real patches only (no synthetic balancing)")
+    cls.add_argument("--epochs", type=int, help="override the config's classifier epochs")
+    cls.set_defaults(func=run_cls)
+
+    everything = train_subparsers.add_parser(
+        "all",
+        help="train every stage (NeoSeg, NeoGen AE/LDM/ControlNet, balancing, PattenNet) into one bundle",
+        description="The whole pipeline into one complete bundle: NeoSeg (so the bundle can localise tumours in new "
+        "cases), the NeoGen autoencoder, latent diffusion model and ControlNet, 1:1 balancing with synthetic "
+        "patches, and PattenNet, with the decision threshold and the training-cohort summary. Resumable with --resume.",
+    )
+    _common(everything, "bundle folder to create")
+    everything.set_defaults(func=run_all)
+
+
+def run_cls(args) -> int:
+    from neonet_core.neocls.train import train_cls
+
+    bundle = train_cls(args.manifest, args.config, args.bundle, args.resume, args.device, args.epochs,
+                       neogen=not args.no_neogen, cv_dir=args.cv, model=args.model)
+    print(f"classifier added to bundle {bundle}")
+    return 0
+
+
+def run_all(args) -> int:
+    from neonet_core.pipeline import train_all
+
+    bundle = train_all(args.manifest, args.config, args.bundle, resume=args.resume, device=args.device, cv_dir=args.cv)
+    print(f"bundle ready: {bundle} (try `neonet predict --bundle {bundle} --image IMAGE --out DIR`)")
+    return 0

@@ -1,0 +1,170 @@
+"""Predict PNI for one case with a model bundle: localise, crop, classify, explain.
+
+    image (Volume) [+ tumour mask]
+      -> tumour: the user's mask when given (it always wins), else NeoSeg's (the bundle's ``seg``)
+      -> TLCR patch (bundle's preprocessing) -> robust normalisation
+      -> classifier: p(PNI) averaged over the 8 flip variants (TTA); their standard deviation is
+         reported as ``uncertainty``
+      -> Grad-CAM of the unflipped patch (see :mod:`neonet_core.neocls.pattennet`) mapped back onto
+         the input grid (0 outside the ROI)
+
+``predict_case`` is the one-call API; ``load_predictor`` keeps the networks loaded for repeated calls.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from neonet_core import __version__
+from neonet_core.bundle import Bundle, load_bundle
+from neonet_core.errors import BundleError
+from neonet_core.tlcr import ROI
+from neonet_core.volume import Volume
+
+
+@dataclass
+class Prediction:
+    """The result for one case. ``attention`` (float32, [0, 1]) and ``tumour`` are on the input grid."""
+
+    probability: float
+    label: int
+    threshold: float
+    uncertainty: float
+    roi: ROI
+    attention: Volume
+    tumour: Volume
+    tumour_source: str  # "user" | "neoseg"
+    timings: dict = field(default_factory=dict)  # seconds per stage
+    bundle_name: str = ""
+    bundle_version: str = ""
+    class_names: list = field(default_factory=lambda: ["PNI-", "PNI+"])
+
+    @property
+    def class_name(self) -> str:
+        return self.class_names[self.label]
+
+    def to_dict(self) -> dict:
+        """JSON-able summary (no arrays): what ``result.json`` holds."""
+        return {
+            "probability": self.probability,
+            "label": self.label,
+            "class_name": self.class_name,
+            "threshold": self.threshold,
+            "uncertainty": self.uncertainty,
+            "uncertainty_definition": "standard deviation of p(PNI) over the test-time flip variants",
+            "roi": self.roi.to_dict(),
+            "tumour_source": self.tumour_source,
+            "timings_s": self.timings,
+            "bundle_name": self.bundle_name,
+            "bundle_version": self.bundle_version,
+            "library_version": __version__,
+            "class_names": list(self.class_names),
+        }
+
+
+class Predictor:
+    """A bundle's classifier (and NeoSeg, loaded on first need) on one device."""
+
+    def __init__(self, bundle: Bundle | str | Path, device: str = "auto"):
+        from neonet_core.config import NeoNetConfig
+        from neonet_core.engine import resolve_device
+        from neonet_core.neocls.stage import NETWORK, build_from_network_config
+
+        t0 = time.perf_counter()
+        self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
+        if not self.bundle.has(NETWORK):
+            raise BundleError(self.bundle.path, "has no classifier; run `neonet train cls` (or `neonet train all`) into it")
+        self.device = resolve_device(device)
+        net_cfg = self.bundle.network_config(NETWORK)
+        self.config = NeoNetConfig.from_dict({k: net_cfg[k] for k in ("cls", "ae", "preprocess")})
+        self.model = self.bundle.load_into(NETWORK, build_from_network_config(net_cfg)).to(self.device)
+        info = self.bundle.info
+        self.threshold = float(info.get("threshold", 0.5))
+        self.class_names = list(info.get("class_names", ["PNI-", "PNI+"]))
+        self.name = str(info.get("name") or self.bundle.path.name)
+        self.version = str(info.get("version") or info.get("library_version", ""))
+        self._segmenter = None
+        self.load_s = time.perf_counter() - t0
+
+    def segmenter(self):
+        from neonet_core.neoseg.infer import load_segmenter
+
+        if self._segmenter is None:
+            if not self.bundle.has("seg"):
+                raise BundleError(self.bundle.path, "has no NeoSeg network to find the tumour; give a tumour mask (--mask)")
+            self._segmenter = load_segmenter(self.bundle, str(self.device))
+        return self._segmenter
+
+    def predict(self, image: Volume, tumour: Volume | None = None, tta: bool | None = None) -> Prediction:
+        from neonet_core.neocls.pattennet import grad_cam
+        from neonet_core.neocls.stage import predict_probabilities
+        from neonet_core.neoseg.infer import localise
+        from neonet_core.normalize import normalise_from_config
+        from neonet_core.tlcr import patch_to_volume, tlcr_from_config
+
+        tta = self.config.cls.tta if tta is None else tta
+        timings = {}
+        t = time.perf_counter()
+        tumour, source = localise(image, tumour, None if tumour is not None else self.segmenter(), str(self.device))
+        timings["localise"] = time.perf_counter() - t
+        t = time.perf_counter()
+        crop = tlcr_from_config(image, tumour, None, self.config)
+        patch = normalise_from_config(crop.image_patch, self.config).array.astype(np.float32)
+        timings["crop"] = time.perf_counter() - t
+        t = time.perf_counter()
+        p, spread = predict_probabilities(self.model, patch[None], self.device, tta=tta)
+        timings["classify"] = time.perf_counter() - t
+        t = time.perf_counter()
+        _, cam = grad_cam(self.model, torch.from_numpy(patch)[None, None].to(self.device))
+        timings["attention"] = time.perf_counter() - t
+        t = time.perf_counter()
+        attention = patch_to_volume(cam[0].cpu().numpy(), crop.roi, image)
+        timings["map_back"] = time.perf_counter() - t
+        timings["total"] = sum(timings.values())
+        probability = float(p[0])
+        return Prediction(
+            probability=probability,
+            label=int(probability >= self.threshold),
+            threshold=self.threshold,
+            uncertainty=float(spread[0]),
+            roi=crop.roi,
+            attention=attention,
+            tumour=tumour,
+            tumour_source=source,
+            timings=timings,
+            bundle_name=self.name,
+            bundle_version=self.version,
+            class_names=self.class_names,
+        )
+
+
+_CACHE: dict[tuple, Predictor] = {}
+
+
+def load_predictor(bundle_path: str | Path | Bundle, device: str = "auto") -> Predictor:
+    """A :class:`Predictor` for the bundle, cached per (bundle folder, device) for repeated calls."""
+    path = bundle_path.path if isinstance(bundle_path, Bundle) else Path(bundle_path)
+    manifest = Path(path) / "bundle.json"
+    stamp = manifest.stat().st_mtime_ns if manifest.exists() else 0  # a rewritten bundle is reloaded
+    key = (str(Path(path).resolve()), device, stamp)
+    if key not in _CACHE:
+        _CACHE[key] = Predictor(bundle_path, device)
+    return _CACHE[key]
+
+
+def predict_case(image: Volume, tumour: Volume | None, bundle: Bundle | str | Path, device: str = "auto", tta: bool = True) -> Prediction:
+    """Predict one case (see the module docstring); the bundle's networks are cached between calls."""
+    predictor = load_predictor(bundle, device)
+    first = predictor.load_s
+    predictor.load_s = 0.0
+    result = predictor.predict(image, tumour, tta)
+    result.timings = {"load": first, **result.timings}
+    return result
+
+
+__all__ = ["Prediction", "Predictor", "predict_case", "load_predictor"]
