@@ -1,5 +1,7 @@
-"""NeoNetSlicer's Logic on a real MRML scene (slicer-core wheel): NeoSeg localisation in process and
-through the background ``neonet segment`` job, on an oblique volume; the user's nodes stay unchanged."""
+"""NeoNetSlicer's Logic on a real MRML scene (slicer-core wheel), with a bundle trained by the library:
+predict on the phantom sample case, an oblique volume and a real MRI; NeoSeg localisation and NeoGen
+patches in process and through background CLI jobs; outputs saved by Slicer's storage nodes and read
+back; the batch script under plain Python; the user's nodes never change."""
 
 from __future__ import annotations
 
@@ -29,13 +31,20 @@ def ellipsoid_case(rng, shape=(16, 40, 40), spacing=(1.5, 1.5, 3.0), direction=n
 
 
 @pytest.fixture(scope="session")
-def seg_bundle(tmp_path_factory):
-    """A NeoSeg bundle trained (tiny UNet, 10 epochs, about 15 s on 2 CPU cores) on 4 ellipsoid cases."""
+def bundle(tmp_path_factory):
+    """A complete tiny bundle made by the library's own training functions (about 60 s on 2 busy cores):
+    NeoSeg on 4 ellipsoid cases (10 epochs), then autoencoder, LDM, ControlNet and PattenNet (1 epoch
+    each) on a 6-case phantom cohort. Good enough to exercise every path, not to be accurate."""
+    import torch
+
     from neonet_core.config import get_preset
+    from neonet_core.neocls.train import train_cls
+    from neonet_core.neogen.training import train_autoencoder, train_controlnet, train_ldm
     from neonet_core.neoseg import train_seg
+    from neonet_core.phantom.cohort import generate_cohort
     from neonet_core.progress import set_default_mode
 
-    root = tmp_path_factory.mktemp("seg_bundle")
+    root = tmp_path_factory.mktemp("bundle")
     rng = np.random.default_rng(0)
     rows = ["case_id,image,tumor_mask"]
     for c in range(4):
@@ -43,15 +52,25 @@ def seg_bundle(tmp_path_factory):
         write_volume(image, root / f"case{c}.nii.gz")
         write_volume(mask, root / f"case{c}_tumour.nii.gz")
         rows.append(f"case{c},case{c}.nii.gz,case{c}_tumour.nii.gz")
-    (root / "cohort.csv").write_text("\n".join(rows) + "\n")
+    (root / "ellipsoids.csv").write_text("\n".join(rows) + "\n")
     cfg = get_preset("tiny")
     cfg.seg.channels, cfg.seg.roi_size = (4, 8, 16), (16, 32, 32)
     cfg.seg.train.epochs, cfg.seg.train.batch_size, cfg.seg.train.lr, cfg.seg.train.device = 10, 1, 1e-2, "cpu"
+    for section in (cfg.ae, cfg.ldm, cfg.controlnet, cfg.cls):
+        section.train.epochs, section.train.batch_size, section.train.device = 1, 2, "cpu"
+    threads = torch.get_num_threads()
     set_default_mode("none")
+    torch.set_num_threads(2)
     try:
-        return train_seg(root / "cohort.csv", cfg, root / "bundle", val_fraction=0.25)
+        out = train_seg(root / "ellipsoids.csv", cfg, root / "bundle", val_fraction=0.25)
+        phantoms = generate_cohort(root / "phantoms", cases=6, positives=3, seed=3, size=(64, 64, 24), spacing=(2.5, 2.5, 4.0))
+        for train in (train_autoencoder, train_ldm, train_controlnet):
+            train(phantoms, cfg, out)
+        train_cls(phantoms, cfg, out, neogen=False)
     finally:
         set_default_mode("bar")
+        torch.set_num_threads(threads)
+    return out
 
 
 @pytest.fixture
@@ -79,12 +98,12 @@ def ras_center(roi_node) -> np.ndarray:
     return np.asarray(c)
 
 
-@pytest.mark.slow  # trains a tiny NeoSeg (about 35 s on 2 busy cores)
-def test_localize_on_an_oblique_volume_lands_on_the_tumour(mrml, seg_bundle, oblique_case):
+@pytest.mark.slow  # the bundle fixture trains every network once (about 60 s)
+def test_localize_on_an_oblique_volume_lands_on_the_tumour(mrml, bundle, oblique_case):
     node, truth = oblique_case
     before = snapshot(node)
     logic = NeoNetLogic(mrml.scene, mrml.app_logic)
-    tumour_node, roi_node, ml = logic.localize(node, bundle=seg_bundle, device="cpu")
+    tumour_node, roi_node, ml = logic.localize(node, bundle=bundle, device="cpu")
     assert_unchanged(node, before)
 
     segmentation = tumour_node.GetSegmentation()
@@ -106,20 +125,20 @@ def test_localize_on_an_oblique_volume_lands_on_the_tumour(mrml, seg_bundle, obl
     np.testing.assert_allclose(nodes.roi_from_node(roi_node).axes, image.direction, atol=1e-6)  # oblique box
 
     # a re-run updates the same output nodes
-    again = logic.localize(node, bundle=seg_bundle, device="cpu")
+    again = logic.localize(node, bundle=bundle, device="cpu")
     assert again[0] is tumour_node and again[1] is roi_node
     assert mrml.scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode") == 1
 
 
 @pytest.mark.slow
-def test_background_localize_job_matches_in_process(mrml, seg_bundle, oblique_case):
+def test_background_localize_job_matches_in_process(mrml, bundle, oblique_case):
     """The panel's path: node -> files -> `neonet segment` subprocess (JSON progress) -> nodes."""
     node, _ = oblique_case
     before = snapshot(node)
     logic = NeoNetLogic(mrml.scene, mrml.app_logic)
-    in_process = nodes.mask_from_segmentation(logic.localize(node, seg_bundle, "cpu")[0], node, volume_from_node(node))
+    in_process = nodes.mask_from_segmentation(logic.localize(node, bundle, "cpu")[0], node, volume_from_node(node))
     events = []
-    job = logic.start_localize(node, bundle=seg_bundle, device="cpu")
+    job = logic.start_localize(node, bundle=bundle, device="cpu")
     workdir = job.workdir
     tumour_node, roi_node, _ = job.wait(events.append)
     assert events[-1] == {"event": "finished", "ok": True, "error": None, "cancelled": False}
@@ -139,3 +158,183 @@ def test_background_job_reports_the_cli_error_line(mrml, oblique_case, tmp_path)
     with pytest.raises(JobError, match=r"neonet segment: error: .*empty: not a NeoNet bundle: no bundle.json"):
         job.wait()
     assert mrml.scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode") == 0  # nothing loaded on failure
+
+
+# --- predict ---------------------------------------------------------------------------------------
+def sample_files():
+    from NeoNetSlicerLib.sampledata import SAMPLE_FILES, sample_data_dir
+
+    names = list(SAMPLE_FILES)
+    return sample_data_dir() / names[0], sample_data_dir() / names[1]
+
+
+def segmentation_snapshot(segmentation_node, volume_node):
+    image = volume_from_node(volume_node)
+    seg = segmentation_node.GetSegmentation()
+    names = [seg.GetNthSegment(n).GetName() for n in range(seg.GetNumberOfSegments())]
+    return names, nodes.mask_from_segmentation(segmentation_node, volume_node, image).array
+
+
+def voxels_inside_roi(roi_node, volume_node, array: np.ndarray) -> bool:
+    """True when every nonzero voxel of ``array`` (on ``volume_node``'s grid) lies in the ROI box (RAS)."""
+    from NeoNetSlicerLib.geometry import vtk_to_numpy_matrix
+
+    kji = np.argwhere(array > 0)
+    ras = (node_matrix(volume_node) @ np.c_[kji[:, ::-1], np.ones(len(kji))].T).T[:, :3]
+    to_box = np.linalg.inv(vtk_to_numpy_matrix(roi_node.GetObjectToNodeMatrix()))
+    local = (to_box @ np.c_[ras, np.ones(len(ras))].T).T[:, :3]
+    half_voxel = 0.5 * np.linalg.norm(volume_from_node(volume_node).spacing)
+    return bool(np.all(np.abs(local) <= np.asarray(roi_node.GetSize()) / 2 + half_voxel))
+
+
+def check_prediction_geometry(out, volume_node, truth: Volume):
+    """ROI node and attention map land on the tumour (RAS, within one voxel) and share the input grid."""
+    image = volume_from_node(volume_node)
+    np.testing.assert_allclose(node_matrix(out.attentionNode), node_matrix(volume_node), atol=1e-6)
+    attention = slicer.util.arrayFromVolume(out.attentionNode)
+    assert attention.shape == image.array.shape and attention.dtype == np.float32
+    assert 0.0 <= attention.min() and attention.max() <= 1.0 + 1e-6 and attention.max() > 0
+    assert voxels_inside_roi(out.roiNode, volume_node, attention)
+    true_centre = np.asarray(tumour_roi(image, truth, 64.0).center)  # LPS
+    roi_centre_lps = lps_to_ras(ras_center(out.roiNode))
+    assert np.all(np.abs(image.physical_to_index(roi_centre_lps) - image.physical_to_index(true_centre)) <= 1.0)
+    np.testing.assert_allclose(nodes.roi_from_node(out.roiNode).axes, image.direction, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_predict_phantom_sample_with_user_segmentation_saves_and_reads_back(mrml, bundle, tmp_path):
+    from neonet_core.io import read_mask_on_image, read_volume
+    from neonet_core.predict import predict_case
+    from NeoNetSlicerLib.scene import load_segmentation, load_volume
+
+    image_file, seg_file = sample_files()
+    volume = load_volume(context_of(mrml), image_file)
+    user_seg = load_segmentation(context_of(mrml), seg_file)
+    before, seg_before = snapshot(volume), segmentation_snapshot(user_seg, volume)
+    logic = NeoNetLogic(mrml.scene, mrml.app_logic)
+    out = logic.predict(volume, user_seg, bundle=bundle, device="cpu")
+    assert_unchanged(volume, before)
+    seg_after = segmentation_snapshot(user_seg, volume)
+    assert seg_after[0] == seg_before[0] == ["tumour"] and np.array_equal(seg_after[1], seg_before[1])
+
+    # the numbers: the library on the same files gives the same prediction
+    image = read_volume(image_file)
+    reference = predict_case(image, read_mask_on_image(seg_file, image), bundle, device="cpu")
+    assert out.probability == pytest.approx(reference.probability, abs=1e-4)
+    assert out.uncertainty == pytest.approx(reference.uncertainty, abs=1e-4)
+    assert out.threshold == reference.threshold and out.label == reference.class_name and out.tumour_source == "user"
+    assert out.bundle_name == "bundle" and out.bundle_version
+    assert {"mrml_in", "load", "predict_crop", "predict_classify", "predict_attention", "mrml_out", "total"} <= set(out.timings)
+
+    truth = nodes.mask_from_segmentation(user_seg, volume, volume_from_node(volume))
+    check_prediction_geometry(out, volume, truth)
+    assert np.array_equal(nodes.mask_from_segmentation(out.tumourNode, volume, volume_from_node(volume)).array, truth.array)
+    rows = nodes.table_rows(out.tableNode)
+    assert len(rows) == 1 and rows[0]["case"] == "NeoNetPhantom" and rows[0]["probability"] == pytest.approx(out.probability)
+    assert rows[0]["bundle"] == "bundle" and rows[0]["label"] == out.label and rows[0]["time_total_s"] > 0
+
+    # a re-run updates the same nodes and the same table row
+    again = logic.predict(volume, user_seg, bundle=bundle, device="cpu", tta=False)
+    assert (again.attentionNode, again.roiNode, again.tumourNode, again.tableNode) == (out.attentionNode, out.roiNode, out.tumourNode, out.tableNode)
+    assert len(nodes.table_rows(out.tableNode)) == 1
+    assert mrml.scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode") == 2  # input + attention
+
+    # saved through Slicer's storage nodes and read back
+    files = logic.save_outputs(again, tmp_path / "out")
+    assert {p.name for p in files.values()} == {"NeoNetPhantom_attention.nrrd", "NeoNetPhantom_tumour.seg.nrrd",
+                                                "NeoNetPhantom_tlcr.mrk.json", "NeoNetPhantom_results.tsv"}
+    attention = load_volume(context_of(mrml), files["attention"], "attention back")
+    np.testing.assert_array_equal(slicer.util.arrayFromVolume(attention), slicer.util.arrayFromVolume(again.attentionNode))
+    np.testing.assert_allclose(node_matrix(attention), node_matrix(volume), atol=1e-4)
+    seg_back = load_segmentation(context_of(mrml), files["tumour"], "tumour back")
+    assert np.array_equal(nodes.mask_from_segmentation(seg_back, volume, volume_from_node(volume)).array, truth.array)
+    roi_back = mrml.scene.AddNewNodeByClass("vtkMRMLMarkupsROINode")
+    storage = slicer.vtkMRMLMarkupsROIJsonStorageNode()
+    mrml.scene.AddNode(storage)
+    storage.SetFileName(str(files["roi"]))
+    assert storage.ReadData(roi_back)
+    np.testing.assert_allclose(ras_center(roi_back), ras_center(again.roiNode), atol=1e-4)
+    np.testing.assert_allclose(roi_back.GetSize(), again.roiNode.GetSize(), atol=1e-4)
+    table_back = mrml.scene.AddNewNodeByClass("vtkMRMLTableNode")
+    tstorage = slicer.vtkMRMLTableStorageNode()
+    mrml.scene.AddNode(tstorage)
+    tstorage.SetFileName(str(files["table"]))
+    assert tstorage.ReadData(table_back)
+    back = nodes.table_rows(table_back)[0]
+    assert back["case"] == "NeoNetPhantom" and float(back["probability"]) == pytest.approx(again.probability, abs=1e-6)
+    with pytest.raises(FileExistsError):
+        logic.save_outputs(again, tmp_path / "out")  # never overwrites
+
+
+def context_of(mrml):
+    from NeoNetSlicerLib.scene import SceneContext
+
+    return SceneContext(mrml.scene, mrml.app_logic, mrml.logics)
+
+
+@pytest.mark.slow
+def test_predict_oblique_volume_with_neoseg_lands_on_the_tumour(mrml, bundle, oblique_case):
+    node, truth = oblique_case
+    before = snapshot(node)
+    logic = NeoNetLogic(mrml.scene, mrml.app_logic)
+    out = logic.predict(node, None, bundle=bundle, device="cpu")
+    assert_unchanged(node, before)
+    assert out.tumour_source == "neoseg" and 0.0 <= out.probability <= 1.0 and out.uncertainty >= 0.0
+    assert out.tumourNode.GetSegmentation().GetNthSegment(0).GetName() == "tumour (NeoSeg)"
+    check_prediction_geometry(out, node, truth)
+
+
+@pytest.mark.slow
+def test_predict_real_mri_with_its_tumour_mask(mrml, bundle, data_dir):
+    volume = mrml.load_volume(data_dir / "brain_mr_crop.nrrd", "brain")
+    user_seg = mrml.load_segmentation(data_dir / "brain_mr_tumor_crop.nrrd", "brain tumour")
+    before = snapshot(volume)
+    logic = NeoNetLogic(mrml.scene, mrml.app_logic)
+    out = logic.predict(volume, user_seg, bundle=bundle, device="cpu")
+    assert_unchanged(volume, before)
+    truth = nodes.mask_from_segmentation(user_seg, volume, volume_from_node(volume))
+    assert truth.array.sum() == 4137
+    check_prediction_geometry(out, volume, truth)  # a y-flipped, anisotropic (0.78 x 0.78 x 6.5 mm) real scan
+
+
+# --- NeoGen patches ----------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_generate_patches_as_a_sequence_beside_the_real_patch(mrml, bundle):
+    from NeoNetSlicerLib.scene import load_segmentation, load_volume
+
+    image_file, seg_file = sample_files()
+    volume = load_volume(context_of(mrml), image_file)
+    user_seg = load_segmentation(context_of(mrml), seg_file)
+    before = snapshot(volume)
+    logic = NeoNetLogic(mrml.scene, mrml.app_logic)
+    sequence, browser, proxy, real = logic.generate(volume, user_seg, bundle=bundle, count=3, label=1, device="cpu", steps=2)
+    assert_unchanged(volume, before)
+    assert sequence.GetNumberOfDataNodes() == 3 and browser.GetMasterSequenceNode() is sequence
+    real_array = slicer.util.arrayFromVolume(real)
+    assert real_array.shape == (32, 32, 32) and 0.0 <= real_array.min() and real_array.max() <= 1.0
+    np.testing.assert_allclose(node_matrix(proxy), node_matrix(real), atol=1e-6)  # synthetic and real share the patch grid
+    first = slicer.util.arrayFromVolume(proxy).copy()
+    third = slicer.util.arrayFromVolume(logic.select_patch(browser, 2))
+    assert first.shape == (32, 32, 32) and not np.array_equal(first, third)  # different noise seeds, different patches
+    # the patch box is the TLCR box of this tumour
+    roi = tumour_roi(volume_from_node(volume), nodes.mask_from_segmentation(user_seg, volume, volume_from_node(volume)), 64.0)
+    centre_ras = node_matrix(real) @ np.array([15.5, 15.5, 15.5, 1.0])
+    np.testing.assert_allclose(centre_ras[:3], lps_to_ras(np.asarray(roi.center)), atol=1e-4)
+
+
+@pytest.mark.slow
+def test_background_generate_job(mrml, bundle):
+    from neonet_core.cli.main import COMMAND_MODULES
+    from NeoNetSlicerLib.scene import load_segmentation, load_volume
+
+    if "generate" not in COMMAND_MODULES:
+        pytest.skip("`neonet generate` is not registered in neonet_core/cli/main.py yet")
+    image_file, seg_file = sample_files()
+    volume = load_volume(context_of(mrml), image_file)
+    user_seg = load_segmentation(context_of(mrml), seg_file)
+    logic = NeoNetLogic(mrml.scene, mrml.app_logic)
+    events = []
+    sequence, browser, proxy, real = logic.start_generate(volume, user_seg, bundle, count=2, label=0, device="cpu", steps=2).wait(events.append)
+    assert sequence.GetNumberOfDataNodes() == 2
+    np.testing.assert_allclose(node_matrix(proxy), node_matrix(real), atol=1e-4)
+    assert any(e["event"] == "progress" and e["stage"] == "generate" for e in events)

@@ -116,7 +116,6 @@ class NeoNetLogic:
 
         self._scene = scene
         self._app_logic = app_logic
-        self._predictors: dict[tuple[str, str], object] = {}
         self._segmenters: dict[tuple[str, str], object] = {}
         self.slicer = slicer
 
@@ -155,16 +154,12 @@ class NeoNetLogic:
             return image.with_array(mask.array) if mask.same_grid(image) else image.with_array(resample_volume(mask, image, "nearest", 0).array)
         raise ValueError(f"{segmentation_node.GetName()!r} is neither a segmentation nor a labelmap node")
 
-    # --- model loading (cached per bundle and device) -------------------------------------------
-    def predictor(self, bundle, device: str = "auto"):
-        """A loaded predictor for ``bundle`` on ``device``, kept for the next call."""
+    # --- model loading (the library caches loaded networks per bundle and device) ------------------
+    def predictor(self, bundle=None, device: str = "auto"):
+        """The library's loaded :class:`neonet_core.predict.Predictor` for ``bundle`` on ``device``."""
         from neonet_core.predict import load_predictor
 
-        path = self.resolve_bundle(bundle)
-        key = (str(path), device)
-        if key not in self._predictors:
-            self._predictors = {key: load_predictor(path, device)}  # keep one: models can be large
-        return self._predictors[key]
+        return load_predictor(self.resolve_bundle(bundle), device)
 
     @staticmethod
     def resolve_bundle(bundle) -> Path:
@@ -182,21 +177,26 @@ class NeoNetLogic:
 
         Creates or updates NeoNet's output nodes for this volume (tumour segmentation, TLCR ROI,
         attention map overlay, a row of the results table); never modifies the input nodes.
-        Timings (s): ``mrml_in``, the library's own stages, ``mrml_out``, ``total``.
+        Timings (s): ``mrml_in`` (nodes -> Volumes), ``load`` (bundle, cached after the first call),
+        ``predict_<stage>`` (the library's stages), ``predict`` (all of them), ``mrml_out`` (output
+        nodes), ``total``.
         """
         start = time.perf_counter()
         image = self.image_from_node(volumeNode)
         tumour = self.tumour_from_node(segmentationNode, volumeNode, image, segmentId)
         mrml_in = time.perf_counter() - start
+        t = time.perf_counter()
         predictor = self.predictor(bundle, device)
+        load = time.perf_counter() - t
         t = time.perf_counter()
         prediction = predictor.predict(image, tumour, tta=tta)
         library = time.perf_counter() - t
         t = time.perf_counter()
         out = self.show_prediction(prediction, volumeNode, caseId or volumeNode.GetName())
         mrml_out = time.perf_counter() - t
-        timings = {"mrml_in": mrml_in, **{k: float(v) for k, v in (prediction.timings or {}).items()}}
-        timings.update(library=library, mrml_out=mrml_out, total=time.perf_counter() - start)
+        stages = {f"predict_{k}": float(v) for k, v in (prediction.timings or {}).items() if k != "total"}
+        timings = {"mrml_in": mrml_in, "load": load, **stages, "predict": library, "mrml_out": mrml_out}
+        timings["total"] = time.perf_counter() - start
         out.timings = timings
         self._write_table_row(out)
         return out
@@ -395,7 +395,7 @@ class NeoNetLogic:
         return tlcr_from_config(image, tumour, None, self.preprocess_config(bundle)).tumour_patch.array
 
     def start_generate(self, volumeNode, segmentationNode=None, bundle=None, count: int = 4, label: int = 1,
-                       device: str = "auto", seed: int = 0) -> Job:
+                       device: str = "auto", seed: int = 0, steps: int | None = None) -> Job:
         """:meth:`generate` in a background ``neonet generate`` process (one-case manifest in a work folder)."""
         from neonet_core.io import read_volume, write_volume
 
@@ -409,6 +409,8 @@ class NeoNetLogic:
         (work / "manifest.csv").write_text(f"case_id,image,tumor_mask,label\ncase,image.nrrd,tumour.nrrd,{int(label)}\n")
         arguments = ["generate", "--bundle", bundle_path, "--manifest", work / "manifest.csv", "--label", int(label),
                      "--count", int(count), "--out", work / "generated", "--seed", int(seed)]
+        if steps is not None:
+            arguments += ["--steps", int(steps)]
 
         def load(workdir: Path):
             files = sorted((workdir / "generated" / "images").glob("*.nii.gz"))

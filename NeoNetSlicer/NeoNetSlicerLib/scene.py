@@ -40,8 +40,8 @@ def standalone_scene(quiet: bool = True) -> SceneContext:
     import slicer
     import vtk
 
-    if quiet:  # e.g. "default color files not loaded": expected without Slicer's home folder
-        vtk.vtkLogger.SetStderrVerbosity(vtk.vtkLogger.VERBOSITY_ERROR)
+    # Wiring the logics without Slicer's home folder logs "default color files not loaded": expected here.
+    vtk.vtkLogger.SetStderrVerbosity(vtk.vtkLogger.VERBOSITY_OFF if quiet else vtk.vtkLogger.VERBOSITY_WARNING)
     scene = slicer.vtkMRMLScene()
     slicer.mrmlScene = scene
     app_logic = slicer.vtkSlicerApplicationLogic()
@@ -53,6 +53,7 @@ def standalone_scene(quiet: bool = True) -> SceneContext:
         logic.SetMRMLScene(scene)
         app_logic.SetModuleLogic(name, logic)
         logics[name] = logic
+    vtk.vtkLogger.SetStderrVerbosity(vtk.vtkLogger.VERBOSITY_ERROR if quiet else vtk.vtkLogger.VERBOSITY_WARNING)
     return SceneContext(scene, app_logic, logics)
 
 
