@@ -306,3 +306,27 @@ def test_keeps_the_component_with_the_highest_summed_probability_and_fills_holes
     assert keep_tumour_component(prob, 0.5, min_voxels=200) is None
     assert keep_tumour_component(np.zeros((4, 4, 4), np.float32), 0.5) is None
     assert volume_ml(kept, (2.0, 2.0, 2.0)) == pytest.approx(1.0)
+
+
+# --- anatomy (optional multi-class output) --------------------------------------------------------
+def test_anatomy_targets_and_output_on_the_input_grid():
+    from neonet_core.neoseg.data import target_labels
+
+    rng = np.random.default_rng(8)
+    image, tumour = ellipsoid_case(rng)
+    anatomy = image.with_array(np.ones(image.array.shape, np.uint8))  # "liver" everywhere
+    anatomy.array[:, :, :3] = 3  # a "vessel" strip
+    cfg = tiny_config().seg
+    cfg.predict_anatomy = True
+    grid = working_grid(image, cfg.spacing_mm)
+    labels = target_labels(tumour, anatomy, grid, True)
+    assert set(np.unique(labels)) == {1, 3, 4}  # tumour (last class, 4) overrides liver
+    net = nn.Conv3d(1, 5, kernel_size=1)  # logits: liver everywhere, tumour where bright
+    with torch.no_grad():
+        net.weight.zero_()
+        net.bias.copy_(torch.tensor([0.0, 1.0, -5.0, -5.0, -12.0]))
+        net.weight[4] = 20.0
+    result = Segmenter(net, cfg).segment(image)
+    assert result.anatomy.same_grid(image) and set(np.unique(result.anatomy.array)) <= {0, 1, 4}
+    assert result.found and dice(result.mask.array, tumour.array) > 0.7
+    np.testing.assert_array_equal(result.anatomy.array == 4, result.mask.array == 1)  # label 4 is the tumour mask

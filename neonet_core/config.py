@@ -39,7 +39,7 @@ class SegConfig:
     channels: tuple[int, ...] = (8, 16, 32, 64)
     num_res_units: int = 1
     predict_anatomy: bool = False  # also predict liver / bile duct / vessel (labels.ANATOMY_LABELS)
-    roi_size: tuple[int, int, int] = (64, 64, 64)  # training crop and sliding-window size (voxels, D H W)
+    roi_size: tuple[int, int, int] = (48, 48, 48)  # training crop and sliding-window size (voxels, D H W)
     sw_overlap: float = 0.25
     sw_batch_size: int = 1
     threshold: float = 0.5  # on the tumour probability
@@ -47,7 +47,7 @@ class SegConfig:
     pos_fraction: float = 0.67  # share of training crops centred on a tumour voxel
     flip: bool = True  # random flips along each axis
     intensity_jitter: float = 0.1  # random gain and offset of the normalised intensities, +/- this much
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=20, batch_size=2, lr=2e-3))
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=25, batch_size=2, lr=2e-3))
 
 
 @dataclass

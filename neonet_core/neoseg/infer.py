@@ -18,6 +18,7 @@ from scipy import ndimage
 from torch import nn
 
 from neonet_core.errors import NeoNetError, NoTumourFoundError
+from neonet_core.labels import TUMOUR_LABEL
 from neonet_core.neoseg import postprocess
 from neonet_core.neoseg.data import class_names, normalised_coarse_image
 from neonet_core.neoseg.stage import predict_probabilities
@@ -30,7 +31,8 @@ NETWORK = "seg"
 class SegResult:
     """mask: uint8 0/1 on the input grid. probability: float32 tumour probability on the input grid
     (only when asked for). volume_ml: tumour volume. found: False when no tumour was found.
-    anatomy: uint8 labels 1..3 on the input grid when the network predicts anatomy, else None."""
+    anatomy: uint8 labelmap on the input grid (1 liver, 2 bile duct, 3 vessel, 4 = the tumour mask)
+    when the network predicts anatomy, else None."""
 
     mask: Volume
     probability: Volume | None
@@ -74,6 +76,7 @@ class Segmenter:
             labels = np.argmax(probs, axis=0).astype(np.uint8)
             labels[labels == self.tumour_label] = 0
             anatomy = _to_input_grid(grid.with_array(labels), image, "nearest", np.uint8)
+            anatomy.array[mask == 1] = TUMOUR_LABEL
         found = bool(mask.any())
         return SegResult(image.with_array(mask), prob_volume, postprocess.volume_ml(mask, image.spacing), found, anatomy)
 

@@ -36,7 +36,7 @@ class SegStage(Stage):
         self.classes = class_names(cfg.predict_anatomy)
         self.tumour_label = len(self.classes) - 1
         self.net = net if net is not None else build_seg_net(cfg)
-        self.loss = DiceCELoss(to_onehot_y=True, softmax=True)
+        self.loss = DiceCELoss(to_onehot_y=True, softmax=True, include_background=False, batch=True)
 
     def networks(self) -> dict[str, nn.Module]:
         return {"seg": self.net}
