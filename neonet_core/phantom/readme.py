@@ -1,0 +1,64 @@
+"""The README.md written next to a phantom cohort: what is in it and the PNI rule."""
+
+from __future__ import annotations
+
+from neonet_core.phantom.params import PhantomParams
+
+
+def readme_text(settings: dict, params: PhantomParams) -> str:
+    """Markdown describing the cohort made with ``settings`` (see :func:`generate_cohort`)."""
+    s, p, pni = settings, params.scanner, params.pni
+    return f"""# NeoNet phantom cohort
+
+Synthetic data, not patients. Made by `neonet phantom` (generator version {s['version']}):
+{s['cases']} cases, {s['positives']} PNI-positive, seed {s['seed']}, difficulty {s['difficulty']}
+(0 = easy, 1 = hard), {s['size'][0]}x{s['size'][1]}x{s['size'][2]} voxels of
+{s['spacing'][0]}x{s['spacing'][1]}x{s['spacing'][2]} mm, identity direction, LPS.
+Rerunning with the same parameters reproduces every file bit for bit; each case depends only on
+(seed, case index, label), so any case can be regenerated alone.
+
+## Files
+
+- `manifest.csv`: `case_id,image,tumor_mask,anatomy_mask,label,patient_id` (paths relative to it;
+  label 1 = PNI+, 0 = PNI-; patient_id = case_id).
+- `cases/<case>_image.nii.gz`: int16 hepatobiliary-phase-like T1 (liver bright from hepatocyte
+  uptake; bile ducts, vessels and the tumour hypointense; subcutaneous fat bright; air ~0).
+- `cases/<case>_tumour.nii.gz`: uint8 0/1 mask of the main tumour mass.
+- `cases/<case>_anatomy.nii.gz`: uint8 labels 1 liver, 2 bile duct, 3 vessel (portal and hepatic
+  veins, IVC), 4 tumour. Nerves are NOT labelled.
+- `phantom.json`: the parameters above.
+
+## Anatomy
+
+A body outline with subcutaneous fat and a muscle wall; spine, aorta, spleen, kidney and bowel
+loops; a liver made of three smoothly deformed ellipsoids; a branching, dilated bile-duct tree
+from the hilum (common hepatic duct down, right and left ducts into the liver) with the portal
+vein running beside it; hepatic veins and the IVC. The whole anatomy is rotated by up to
+6 degrees about a random axis (the image direction stays identity). Thin nerve fibres
+(0.5-0.75 mm radius) run just outside the hilar ducts and the portal vein, slightly darker than liver.
+
+The tumour (perihilar cholangiocarcinoma) is an elongated, lobulated, hypointense mass around a
+hilar duct segment, with an eccentric lobe, kept inside the liver.
+
+## The PNI rule
+
+A case is PNI-positive when tumour tissue spreads along nerve fibres: {pni.count[0]} to {pni.count[1]}
+thin sleeves of near-tumour intensity (contrast {pni.contrast[0]:.2f}-{pni.contrast[1]:.2f} of the
+tumour-liver difference) follow a fibre outward from where it leaves the tumour, for
+{pni.length_mm[0]:.1f}-{pni.length_mm[1]:.1f} mm, with a root radius of
+{pni.radius_mm[0]:.2f}-{pni.radius_mm[1]:.2f} mm tapering towards the nerve.
+These extensions are NOT in the tumour mask or the anatomy mask (a radiologist outlines the main
+mass), so the masks do not give the label away: it has to be read from the image.
+
+PNI-negative cases have no extension. Every case, whatever its label, carries the same
+distribution of confounders: lobulated margins, an eccentric lobe, and 1-3 small dark vessels or
+bright strands that touch the tumour and leave it. A case's anatomy, tumour and confounders do not
+depend on its label; only the extensions do.
+
+## Scanner
+
+Partial-volume blur along z (Gaussian sigma {p.slice_blur:.2f} voxels, +-20 %) and in plane
+({p.inplane_blur:.2f}), a smooth multiplicative bias field (log std {p.bias:.2f}), Rician noise
+(sigma {p.noise:.3f} of the liver signal, +-20 %), and a global gain of 1000 +-{100 * p.gain_spread:.0f} %
+with an offset of up to +-{p.offset:.0f}, rounded to int16.
+"""
