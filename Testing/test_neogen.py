@@ -310,3 +310,16 @@ def test_cli_trains_every_stage_with_resume_and_adversarial_loss(cohort, tmp_pat
     assert any("loss_disc" in h for h in history)
     assert set(load_bundle(out).networks) == {"autoencoder", "ldm", "controlnet"}
     assert load_config(str(config)).ae.adversarial_weight == 0.1
+
+
+@pytest.mark.slow
+def test_cli_generate_writes_the_quality_report(bundle, cohort, tmp_path):
+    assert _cli(["generate", "--bundle", str(bundle), "--manifest", str(cohort), "--label", "0", "--count", "2",
+                 "--out", str(tmp_path / "gen"), "--steps", str(STEPS), "--device", "cpu", "--report"]) == 0
+    report = tmp_path / "gen" / "report"
+    text = (report / "report.md").read_text()
+    for png in ("gallery.png", "adherence.png", "diversity.png"):
+        assert (report / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png in text
+    assert "Frechet distance" in text and "own NeoGen autoencoder" in text and "Otsu" in text
+    row = next(line for line in text.splitlines() if line.startswith("| mask adherence"))
+    assert 0.0 <= float(row.split("|")[2]) <= 1.0

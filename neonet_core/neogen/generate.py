@@ -186,9 +186,11 @@ def generate_cases(bundle, plans: list[SyntheticPlan], label: int, out_dir, seed
 
     out_dir = Path(out_dir)
     models = bundle if isinstance(bundle, NeoGenModels) else load_neogen(bundle, device)
-    grids, masks, ids = [], [], []
+    grids, masks, ids, crops = [], [], [], {}
     for plan in plans:
-        crop, _ = case_patch(plan.source, models.preprocess)
+        if plan.source.case_id not in crops:
+            crops[plan.source.case_id] = case_patch(plan.source, models.preprocess)[0]
+        crop = crops[plan.source.case_id]
         anatomy = crop.anatomy_patch.array if crop.anatomy_patch is not None else np.zeros_like(crop.tumour_patch.array)
         masks.append((transform_mask(crop.tumour_patch.array, plan.flips, plan.rot90), transform_mask(anatomy, plan.flips, plan.rot90)))
         grids.append(crop.roi.patch_geometry(models.patch_size))
