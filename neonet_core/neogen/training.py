@@ -113,6 +113,8 @@ def build_latent_cache(bundle_dir, records, val: np.ndarray, seed: int, device: 
 
 def ensure_latent_cache(bundle_dir, cases, seed: int | None = None, device: str = "auto") -> LatentCache:
     """The cache for ``cases`` and the bundle's current autoencoder; rebuilt when it does not match."""
+    if not (Path(bundle_dir) / "bundle.json").is_file():
+        raise BundleError(bundle_dir, "holds no bundle with an autoencoder yet; run `neonet train ae` with this --out first")
     bundle = load_bundle(bundle_dir)
     _, ae_cfg, preprocess = _bundle_autoencoder(bundle)
     seed = bundle.network_config("autoencoder").get("split_seed", ae_cfg.train.seed) if seed is None else seed
