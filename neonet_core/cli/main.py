@@ -15,7 +15,7 @@ from neonet_core.errors import NeoNetError
 from neonet_core.progress import MODES, set_default_mode
 
 # Subcommand modules under neonet_core.cli, in the order `neonet --help` lists them.
-COMMAND_MODULES = ["phantom", "cohort", "crop", "train", "segment"]
+COMMAND_MODULES = ["phantom", "cohort", "crop", "train", "segment", "generate", "balance", "cv", "predict", "demo", "bundle"]
 
 
 def build_parser() -> argparse.ArgumentParser:
