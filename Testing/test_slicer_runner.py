@@ -128,3 +128,40 @@ def test_command_and_device_helpers():
     assert not is_out_of_memory("neonet predict: error: x.nrrd: file not found")
     env = library_env()
     assert env["PYTHONPATH"].split(os.pathsep)[0] == str(ROOT)
+
+
+def test_gpu_index_becomes_cuda_visible_devices():
+    from NeoNetSlicerLib.runner import select_gpu
+
+    assert select_gpu({"A": "1"}, "cuda:2") == ({"A": "1", "CUDA_VISIBLE_DEVICES": "2"}, "cuda")
+    assert select_gpu({"CUDA_VISIBLE_DEVICES": "4,6"}, "cuda:1") == ({"CUDA_VISIBLE_DEVICES": "6"}, "cuda")
+    assert select_gpu({}, "mps") == ({}, "mps")
+    with pytest.raises(ValueError, match="GPU 2 does not exist"):
+        select_gpu({"CUDA_VISIBLE_DEVICES": "0,1"}, "cuda:2")
+
+
+def test_job_reruns_on_cpu_after_gpu_oom_then_loads(worker, tmp_path):
+    from NeoNetSlicerLib.jobs import Job, describe
+
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    job = Job("predict", ["oom"], "cuda:0", load=lambda folder: f"loaded from {folder.name}", workdir=workdir,
+              command=lambda args: worker(*args)).start()
+    events = []
+    assert job.wait(events.append) == "loaded from work"
+    assert job.current_device == "cpu" and len(job.warnings) == 1 and "out of memory" in job.warnings[0]
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "warning" and kinds[-2:] == ["result", "finished"]
+    assert describe(events[0]).startswith("Warning: GPU out of memory on device 'cuda:0'")
+    assert not workdir.exists()
+
+
+def test_cancelled_job_loads_nothing(worker, tmp_path):
+    from NeoNetSlicerLib.jobs import Job, JobError
+
+    loaded = []
+    job = Job("predict", ["hang"], "cpu", load=loaded.append, workdir=tmp_path / "w", command=lambda args: worker(*args)).start()
+    job.cancel()
+    assert job.done and job.error == "cancelled" and loaded == []
+    with pytest.raises(JobError, match="cancelled"):
+        job.wait()

@@ -14,7 +14,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from NeoNetSlicerLib.runner import CLIRunner, cli_command, fallback_warning, library_env, needs_cpu_fallback, set_device_argument
+from NeoNetSlicerLib.runner import (
+    CLIRunner,
+    cli_command,
+    fallback_warning,
+    library_env,
+    needs_cpu_fallback,
+    select_gpu,
+    set_device_argument,
+)
 
 
 class JobError(RuntimeError):
@@ -40,7 +48,8 @@ class Job:
         return self
 
     def _launch(self, device: str) -> None:
-        self.runner = CLIRunner().start(self._command(set_device_argument(self.arguments, device)), self._env)
+        env, cli_device = select_gpu(self._env, device)
+        self.runner = CLIRunner().start(self._command(set_device_argument(self.arguments, cli_device)), env)
         self.current_device = device
 
     def poll(self) -> list[dict]:

@@ -22,6 +22,7 @@ from neonet_core.volume import Volume
 from NeoNetSlicerLib import nodes
 from NeoNetSlicerLib.geometry import volume_from_node
 from NeoNetSlicerLib.jobs import Job, new_workdir
+from NeoNetSlicerLib.runner import cli_command
 
 DEMO_BUNDLE_NAME = "neonet-demo"
 RESULTS_TABLE_NAME = "NeoNet results"
@@ -118,6 +119,7 @@ class NeoNetLogic:
         self._app_logic = app_logic
         self._segmenters: dict[tuple[str, str], object] = {}
         self.slicer = slicer
+        self.cli_command = cli_command  # arguments -> argv of the background process (the neonet CLI)
 
     # --- context -------------------------------------------------------------------------------
     @property
@@ -228,6 +230,37 @@ class NeoNetLogic:
             prediction=prediction,
         )
 
+    def start_predict(self, volumeNode, segmentationNode=None, bundle=None, device: str = "auto", tta: bool = True,
+                      segmentId: str | None = None, caseId: str | None = None) -> Job:
+        """:meth:`predict` in a background ``neonet predict`` process; poll or wait the returned job.
+
+        The job's result is the same :class:`PredictionOutput` (same output nodes, same table row).
+        """
+        from neonet_core.io import write_volume
+
+        image = self.image_from_node(volumeNode)
+        tumour = self.tumour_from_node(segmentationNode, volumeNode, image, segmentId)
+        bundle_path = self.resolve_bundle(bundle)
+        work = new_workdir()
+        write_volume(image, work / "image.nrrd")
+        arguments = ["predict", "--bundle", bundle_path, "--image", work / "image.nrrd", "--out", work / "out"]
+        if tumour is not None:
+            write_volume(tumour, work / "tumour.nrrd")
+            arguments += ["--mask", work / "tumour.nrrd"]
+        if not tta:
+            arguments.append("--no-tta")
+        case_id = caseId or volumeNode.GetName()
+
+        def load(workdir: Path) -> PredictionOutput:
+            prediction = read_prediction(workdir / "out", image, tumour)
+            out = self.show_prediction(prediction, volumeNode, case_id)
+            names = {"load": "load", "total": "predict"}
+            out.timings = {names.get(k, f"predict_{k}"): float(v) for k, v in prediction.timings.items()}
+            self._write_table_row(out)
+            return out
+
+        return Job("predict", arguments, device, load, work, command=self.cli_command).start()
+
     def tumour_node(self, volumeNode):
         """NeoNet's tumour segmentation node for ``volumeNode`` (created when missing)."""
         return nodes.output_node(self.scene, "vtkMRMLSegmentationNode", "tumour", volumeNode.GetID(), f"{volumeNode.GetName()} NeoNet tumour")
@@ -306,7 +339,7 @@ class NeoNetLogic:
             mask = read_volume(workdir / "tumour.nrrd")
             return self.show_tumour(volumeNode, image, image.with_array(mask.array.astype(np.uint8)), bundle_path)
 
-        return Job("localize", arguments, device, load, work).start()
+        return Job("localize", arguments, device, load, work, command=self.cli_command).start()
 
     def preprocess_config(self, bundle=None):
         """The bundle's PreprocessConfig (TLCR size, patch size, normalisation), the library default without a bundle."""
@@ -417,7 +450,7 @@ class NeoNetLogic:
             patches = [read_volume(f) for f in files]
             return self.show_patches(volumeNode, patches, real, name=f"PNI{'+' if label else '-'}")
 
-        return Job("generate", arguments, device, load, work).start()
+        return Job("generate", arguments, device, load, work, command=self.cli_command).start()
 
     # --- saving through Slicer's storage nodes ----------------------------------------------------
     def save_outputs(self, out: PredictionOutput, folder: str | Path) -> dict[str, Path]:
@@ -438,6 +471,42 @@ class NeoNetLogic:
             if path.exists():
                 raise FileExistsError(f"{path}: already exists; NeoNet does not overwrite files")
         return {key: save_node(node, path) for key, (node, path) in targets.items() if node is not None}
+
+
+def read_prediction(folder: Path, image: Volume, tumour: Volume | None):
+    """The :class:`neonet_core.predict.Prediction` that ``neonet predict --out folder`` wrote for ``image``.
+
+    ``tumour``: the mask that was given with ``--mask`` (None: NeoSeg's ``tumour.nii.gz`` is read).
+    Output volumes are put back on ``image``'s grid (the files hold its geometry already).
+    """
+    import json
+
+    from neonet_core.io import read_volume
+    from neonet_core.predict import Prediction
+    from neonet_core.tlcr import ROI
+
+    result = json.loads((folder / "result.json").read_text(encoding="utf-8"))
+
+    def on_image(path: Path) -> Volume:
+        volume = read_volume(path)
+        if not volume.same_grid(image, tol=1e-3):
+            raise ValueError(f"{path}: not on the input volume's grid")
+        return image.with_array(volume.array)
+
+    return Prediction(
+        probability=float(result["probability"]),
+        label=int(result["label"]),
+        threshold=float(result["threshold"]),
+        uncertainty=float(result["uncertainty"]),
+        roi=ROI.from_dict(result["roi"]),
+        attention=on_image(folder / "attention.nii.gz"),
+        tumour=tumour if tumour is not None else on_image(folder / "tumour.nii.gz"),
+        tumour_source=str(result["tumour_source"]),
+        timings={k: float(v) for k, v in result.get("timings_s", {}).items()},
+        bundle_name=str(result.get("bundle_name", "")),
+        bundle_version=str(result.get("bundle_version", "")),
+        class_names=list(result.get("class_names", ["PNI-", "PNI+"])),
+    )
 
 
 def save_node(node, path: str | Path) -> Path:

@@ -211,6 +211,21 @@ def set_device_argument(arguments: list[str], device: str) -> list[str]:
     return [*out, "--device", device]
 
 
+def select_gpu(env: dict, device: str) -> tuple[dict, str]:
+    """``cuda:N`` -> (env with CUDA_VISIBLE_DEVICES naming that GPU, "cuda"); other devices unchanged.
+
+    The CLI then sees one GPU whatever ``--device`` choices it accepts. N counts the GPUs this
+    process may use (an existing CUDA_VISIBLE_DEVICES list is respected).
+    """
+    if not device.startswith("cuda:"):
+        return env, device
+    index = int(device.split(":", 1)[1])
+    visible = [v for v in env.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
+    if visible and index >= len(visible):
+        raise ValueError(f"GPU {index} does not exist: CUDA_VISIBLE_DEVICES lists {len(visible)} GPU(s)")
+    return {**env, "CUDA_VISIBLE_DEVICES": visible[index] if visible else str(index)}, "cuda"
+
+
 def run_with_cpu_fallback(arguments: list[str], device: str = "auto", on_event=None, env=None, command=cli_command) -> RunResult:
     """Run ``neonet <arguments> --device device``; on a GPU out-of-memory failure, rerun on the CPU.
 
@@ -219,7 +234,7 @@ def run_with_cpu_fallback(arguments: list[str], device: str = "auto", on_event=N
     command (default: the neonet CLI in this Python). Blocking: for scripts and tests; the GUI uses
     :class:`CLIRunner` with a timer and :func:`needs_cpu_fallback`.
     """
-    env = env or library_env()
+    env, device = select_gpu(env or library_env(), device)
     result = CLIRunner().start(command(set_device_argument(arguments, device)), env).wait(on_event)
     if needs_cpu_fallback(result, device):
         warning = fallback_warning(device)
