@@ -186,7 +186,7 @@ class NeoNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.setStatus(f"{what} failed: {err}", error=True)
             return
         self.jobWhat = what
-        self.ui.progressBar.value = 0
+        self.ui.progressBar.setRange(0, 0)  # busy until the CLI reports a fraction
         self.setStatus(f"{what}: starting ({self.job.current_device})")
         self.updateButtons()
         self.timer.start()
@@ -226,6 +226,7 @@ class NeoNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         from NeoNetSlicerLib.jobs import describe
 
         if event.get("event") == "progress" and event.get("fraction") is not None:
+            self.ui.progressBar.setRange(0, 100)
             self.ui.progressBar.value = int(round(100 * event["fraction"]))
         if event.get("event") == "warning":
             self.setStatus(describe(event), warning=True)
@@ -235,6 +236,8 @@ class NeoNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.setStatus(f"{self.jobWhat}: {describe(event)}")
 
     def onJobDone(self, job):
+        self.ui.progressBar.setRange(0, 100)
+        self.ui.progressBar.value = 0
         if job.error:
             self.setStatus("Cancelled." if job.error == "cancelled" else f"{self.jobWhat} failed: {job.error}", error=job.error != "cancelled")
             return

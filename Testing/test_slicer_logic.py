@@ -376,3 +376,42 @@ def test_background_predict_job_matches_in_process(mrml, bundle, oblique_case):
     check_prediction_geometry(out, node, truth)
     assert {"load", "predict", "predict_classify"} <= set(out.timings)
     assert len(nodes.table_rows(out.tableNode)) == 1
+
+
+# --- headless batch ----------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_batch_script_under_plain_python_keeps_going_past_a_bad_case(bundle, data_dir, tmp_path):
+    import csv
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    image_file, seg_file = sample_files()
+    manifest = tmp_path / "cohort.csv"
+    manifest.write_text(
+        "case_id,image,tumor_mask\n"
+        f"phantom,{image_file},{seg_file}\n"
+        f"brain,{data_dir / 'brain_mr_crop.nrrd'},{data_dir / 'brain_mr_tumor_crop.nrrd'}\n"
+        f"broken,{tmp_path / 'not_a_volume.nrrd'},\n"
+    )
+    (tmp_path / "not_a_volume.nrrd").write_text("NRRD0004\nthis is not a volume\n")
+    script = Path(__file__).resolve().parents[1] / "NeoNetSlicer" / "Scripts" / "batch_predict.py"
+    out = tmp_path / "results.csv"
+    run = subprocess.run(
+        [sys.executable, str(script), "--", "--manifest", str(manifest), "--bundle", str(bundle), "--out", str(out),
+         "--outputs", str(tmp_path / "nodes"), "--device", "cpu", "--no-tta"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert run.returncode == 1, run.stderr  # one case failed
+    rows = {r["case_id"]: r for r in csv.DictReader(out.open())}
+    assert [rows[c]["status"] for c in ("phantom", "brain", "broken")] == ["ok", "ok", "failed"]
+    assert "not_a_volume.nrrd" in rows["broken"]["error"]
+    for case in ("phantom", "brain"):
+        assert 0.0 <= float(rows[case]["probability"]) <= 1.0 and rows[case]["tumour_source"] == "user"
+        assert rows[case]["label"] in ("PNI-", "PNI+") and rows[case]["bundle"] == "bundle"
+    saved = sorted(p.name for p in (tmp_path / "nodes").iterdir())
+    assert "phantom_attention.nrrd" in saved and "brain_tumour.seg.nrrd" in saved and "brain_tlcr.mrk.json" in saved
+    assert "[3/3] broken: FAILED" in run.stderr
+    # a second run never overwrites the results
+    again = subprocess.run([sys.executable, str(script), "--manifest", str(manifest), "--out", str(out)], capture_output=True, text=True)
+    assert again.returncode == 2 and "already exists" in again.stderr

@@ -1,0 +1,151 @@
+"""NeoNetSlicer's Logic predict, per stage, on the phantom sample case in an MRML scene, against
+`neonet predict` on the same files, in the same run.
+
+    python bench/bench_slicer_logic.py [--bundle DIR] [--repeats 3] [--device cpu]
+
+Without --bundle it uses Resources/Models/neonet-demo, or else trains a tiny bundle with the
+library's training functions into a temporary folder first (about a minute on a laptop CPU).
+Prints the median seconds of each stage over the repeats (the first Logic call, which loads the
+bundle, is reported apart) and the ratios Logic / CLI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "NeoNetSlicer"), str(ROOT / "Testing")]
+
+
+def tiny_bundle(folder: Path) -> Path:
+    """A full tiny bundle through the library's training functions (the test suite's recipe)."""
+    import numpy as np
+
+    from neonet_core.config import get_preset
+    from neonet_core.io import write_volume
+    from neonet_core.neocls.train import train_cls
+    from neonet_core.neogen.training import train_autoencoder, train_controlnet, train_ldm
+    from neonet_core.neoseg import train_seg
+    from neonet_core.phantom.cohort import generate_cohort
+    from neonet_core.progress import set_default_mode
+    from test_slicer_logic import ellipsoid_case
+
+    set_default_mode("none")
+    rng = np.random.default_rng(0)
+    rows = ["case_id,image,tumor_mask"]
+    for c in range(4):
+        image, mask = ellipsoid_case(rng)
+        write_volume(image, folder / f"case{c}.nii.gz")
+        write_volume(mask, folder / f"case{c}_tumour.nii.gz")
+        rows.append(f"case{c},case{c}.nii.gz,case{c}_tumour.nii.gz")
+    (folder / "ellipsoids.csv").write_text("\n".join(rows) + "\n")
+    cfg = get_preset("tiny")
+    cfg.seg.channels, cfg.seg.roi_size = (4, 8, 16), (16, 32, 32)
+    cfg.seg.train.epochs, cfg.seg.train.batch_size, cfg.seg.train.lr, cfg.seg.train.device = 10, 1, 1e-2, "cpu"
+    for section in (cfg.ae, cfg.ldm, cfg.controlnet, cfg.cls):
+        section.train.epochs, section.train.batch_size, section.train.device = 1, 2, "cpu"
+    bundle = train_seg(folder / "ellipsoids.csv", cfg, folder / "bundle", val_fraction=0.25)
+    phantoms = generate_cohort(folder / "phantoms", cases=6, positives=3, seed=3, size=(64, 64, 24), spacing=(2.5, 2.5, 4.0))
+    for train in (train_autoencoder, train_ldm, train_controlnet):
+        train(phantoms, cfg, bundle)
+    train_cls(phantoms, cfg, bundle, neogen=False)
+    set_default_mode("bar")
+    return bundle
+
+
+def logic_runs(bundle: Path, image_file: Path, seg_file: Path, repeats: int, device: str) -> list[dict]:
+    from NeoNetSlicerLib.logic import NeoNetLogic
+    from NeoNetSlicerLib.scene import load_segmentation, load_volume, standalone_scene
+
+    context = standalone_scene()
+    t = time.perf_counter()
+    volume = load_volume(context, image_file)
+    segmentation = load_segmentation(context, seg_file)
+    load_files = time.perf_counter() - t
+    logic = NeoNetLogic(context.scene, context.app_logic)
+    runs = []
+    for _ in range(repeats + 1):  # the first call loads the bundle
+        out = logic.predict(volume, segmentation, bundle=bundle, device=device)
+        runs.append({"load_files": load_files, **out.timings})
+    return runs
+
+
+def cli_runs(bundle: Path, image_file: Path, seg_file: Path, repeats: int, device: str, work: Path) -> list[dict]:
+    from NeoNetSlicerLib.runner import library_env
+
+    runs = []
+    for n in range(repeats):
+        out = work / f"cli{n}"
+        t = time.perf_counter()
+        done = subprocess.run(
+            [sys.executable, "-m", "neonet_core.cli.main", "--progress", "none", "predict", "--bundle", str(bundle),
+             "--image", str(image_file), "--mask", str(seg_file), "--out", str(out), "--device", device],
+            capture_output=True, text=True, env=library_env(),
+        )
+        wall = time.perf_counter() - t
+        if done.returncode != 0:
+            raise SystemExit(f"neonet predict failed: {done.stderr.strip()}")
+        timings = json.loads((out / "result.json").read_text())["timings_s"]
+        runs.append({"process_wall": wall, **{f"predict_{k}" if k not in ("load", "total") else k: v for k, v in timings.items()}})
+    return runs
+
+
+def median(runs: list[dict], key: str) -> float | None:
+    values = [r[key] for r in runs if key in r]
+    return statistics.median(values) if values else None
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bundle", type=Path, default=None)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    from NeoNetSlicerLib.logic import default_bundle_path
+    from NeoNetSlicerLib.sampledata import SAMPLE_FILES, sample_data_dir
+
+    image_file, seg_file = (sample_data_dir() / name for name in SAMPLE_FILES)
+    with tempfile.TemporaryDirectory(prefix="neonet-bench-") as tmp:
+        work = Path(tmp)
+        bundle = args.bundle or default_bundle_path()
+        if bundle is None:
+            print("no --bundle and no demo bundle: training a tiny one with the library ...", flush=True)
+            t = time.perf_counter()
+            (work / "train").mkdir()
+            bundle = tiny_bundle(work / "train")
+            print(f"  trained in {time.perf_counter() - t:.1f} s", flush=True)
+        import platform
+
+        import torch
+
+        print(f"case: {image_file.name} + {seg_file.name}; bundle: {bundle}; device: {args.device}; "
+              f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}")
+        logic = logic_runs(bundle, image_file, seg_file, args.repeats, args.device)
+        cli = cli_runs(bundle, image_file, seg_file, args.repeats, args.device, work)
+    first, warm = logic[0], logic[1:]
+    stages = ["mrml_in", "load", "predict_localise", "predict_crop", "predict_classify", "predict_attention", "predict_map_back", "mrml_out"]
+    print(f"\n{'stage':<20}{'Logic first':>12}{'Logic warm':>12}{'CLI':>10}{'Logic/CLI':>11}   (median s over {args.repeats} runs)")
+    for stage in stages:
+        lw, lc = median(warm, stage), median(cli, stage)
+        ratio = f"{lw / lc:.2f}" if lw is not None and lc else "-"
+        fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+        print(f"{stage:<20}{fmt(first.get(stage)):>12}{fmt(lw):>12}{fmt(lc):>10}{ratio:>11}")
+    logic_lib, cli_lib = median(warm, "predict"), median(cli, "total")  # the library's stages, load excluded
+    print(f"{'library stages':<20}{first['predict']:>12.3f}{logic_lib:>12.3f}{cli_lib:>10.3f}{logic_lib / cli_lib:>11.2f}")
+    logic_total, cli_wall = median(warm, "total"), median(cli, "process_wall")
+    print(f"{'Logic call total':<20}{first['total']:>12.3f}{logic_total:>12.3f}")
+    print(f"{'CLI process wall':<20}{'':>12}{'':>12}{cli_wall:>10.3f}   (start Python + import torch + load bundle + predict + write)")
+    print(f"\nLogic warm call / CLI process: {logic_total / cli_wall:.2f} (the Logic keeps the bundle loaded; "
+          f"files into nodes once: {first['load_files']:.3f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
