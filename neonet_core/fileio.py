@@ -8,6 +8,16 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# Files appear with the permissions a plain open() would give (mkstemp alone makes them 0600).
+_FILE_MODE = 0o666 & ~_current_umask()
+
+
 @contextmanager
 def atomic_path(target: str | Path, suffix: str | None = None):
     """Yield a temporary path beside ``target``; on success it is renamed onto ``target``.
@@ -22,6 +32,7 @@ def atomic_path(target: str | Path, suffix: str | None = None):
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, target)
     except BaseException:
         if os.path.exists(tmp):
