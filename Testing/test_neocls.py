@@ -86,7 +86,6 @@ def test_frozen_encoder_unchanged_by_training(tmp_path):
     for k, v in ae.encoder.state_dict().items():
         assert torch.equal(v, before[k])
     # ... while the trainable parts did change
-    fresh = build_classifier(cfg.cls, cfg.ae)
     torch.manual_seed(cfg.cls.train.seed)
     fresh = build_classifier(cfg.cls, cfg.ae)
     assert not torch.equal(fresh.head.weight, model.head.weight)
@@ -136,10 +135,11 @@ def test_augment_only_touches_real_items():
     torch.manual_seed(0)
     x = torch.rand(4, 1, 8, 8, 8)
     real = torch.tensor([True, False, True, False])
+    torch.manual_seed(1)
     out = augment(x, real, rotate_deg=10, intensity=0.1)
     assert torch.equal(out[1], x[1]) and torch.equal(out[3], x[3])
     assert not torch.equal(out[0], x[0])
-    torch.manual_seed(0)
+    torch.manual_seed(1)
     assert torch.equal(augment(x, real), out)  # same seed, same augmentation
     # no rotation, no intensity: the result is a flip of the input (values preserved)
     same = augment(x, torch.ones(4, dtype=torch.bool), rotate_deg=0, intensity=0)

@@ -12,7 +12,7 @@ def register(subparsers) -> None:
         description="K-fold cross-validation with folds stratified by label and grouped by patient_id (fixed seed). "
         "In every fold, everything that learns (NeoGen autoencoder, diffusion model, ControlNet, classifier, best "
         "epoch, threshold) sees the training fold only; synthetic patches are added to training only; validation is "
-        "real cases only. Writes out-of-fold predictions, per-fold and pooled AUC (bootstrap 95%% CI), best-fold AUC "
+        "real cases only. Writes out-of-fold predictions, per-fold and pooled AUC (bootstrap 95% CI), best-fold AUC "
         "(labelled as such), accuracy/sensitivity/specificity, ROC curves, DeLong tests and report.md. Rerun the same "
         "command to resume after an interruption (finished folds are skipped).",
     )
