@@ -17,13 +17,12 @@ import dataclasses
 import json
 from pathlib import Path
 
-import numpy as np
 
-from neonet_core.bundle import add_network, load_bundle, read_or_new_bundle_info, write_bundle_info
+from neonet_core.bundle import add_network, read_or_new_bundle_info, write_bundle_info
 from neonet_core.config import NeoNetConfig, load_config
 from neonet_core.errors import BundleError, NeoNetError
 from neonet_core.neocls import folds as F
-from neonet_core.neocls.data import PatchSet, real_patches, synthetic_patches
+from neonet_core.neocls.data import real_patches, synthetic_patches
 from neonet_core.neocls.stage import NETWORK, network_config, predict_probabilities, train_classifier
 
 CLASS_NAMES = ["PNI-", "PNI+"]
