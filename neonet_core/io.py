@@ -302,10 +302,21 @@ def _to_volume(image, path: Path, metadata: dict, check_finite: bool = True) -> 
         raise InputError(path, problem)
     volume = Volume.from_sitk(image, **metadata, path=str(path))
     if check_finite and volume.array.dtype.kind in "fc":
-        bad = int(np.count_nonzero(~np.isfinite(volume.array)))
+        bad = count_non_finite(volume.array)
         if bad:
             raise InputError(path, f"has {bad} NaN/Inf voxel(s) out of {volume.array.size}")
     return volume
+
+
+def count_non_finite(array: np.ndarray, slab_bytes: int = 1 << 24) -> int:
+    """Number of NaN/Inf values in a float/complex ``array`` (0 for other dtypes), counted slab by
+    slab along the first axis so no full-size boolean temporary is made."""
+    if array.dtype.kind not in "fc":
+        return 0
+    if array.ndim == 0:
+        return int(not np.isfinite(array))
+    step = max(1, slab_bytes // max(1, array[0].nbytes))
+    return sum(int(array[k : k + step].size - np.count_nonzero(np.isfinite(array[k : k + step]))) for k in range(0, len(array), step))
 
 
 def _as_label_array(array: np.ndarray, path: Path) -> np.ndarray:

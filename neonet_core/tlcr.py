@@ -146,6 +146,21 @@ def _sub_volume(volume: Volume, array: np.ndarray, offset_kji) -> Volume:
     return Volume(array, volume.spacing, origin, volume.direction, dict(volume.metadata))
 
 
+def component_sizes(labels: np.ndarray, count: int) -> np.ndarray:
+    """Voxel count of each component 1..count of a label array ``(count,)`` int64.
+
+    Counted inside each component's bounding box, so no full-size temporary is made (``np.bincount``
+    would copy the labels to int64: 8 bytes a voxel).
+    """
+    from scipy import ndimage
+
+    sizes = np.zeros(count, dtype=np.int64)
+    for n, box in enumerate(ndimage.find_objects(labels, max_label=count), start=1):
+        if box is not None:
+            sizes[n - 1] = np.count_nonzero(labels[box] == n)
+    return sizes
+
+
 def _tumour_component(mask: Volume, mode: str) -> tuple[Volume, np.ndarray]:
     """The chosen component as a tight uint8 block and its offset (k, j, i) on ``mask``'s grid."""
     from scipy import ndimage
@@ -161,7 +176,7 @@ def _tumour_component(mask: Volume, mode: str) -> tuple[Volume, np.ndarray]:
     if mode == "largest":
         labels, count = ndimage.label(block, structure=np.ones((3, 3, 3), dtype=bool))
         if count > 1:
-            sizes = np.bincount(labels.ravel())[1:]
+            sizes = component_sizes(labels, count)
             block = labels == (int(np.argmax(sizes)) + 1)
             sub_lo, sub_hi = _bbox(block)
             block = block[sub_lo[0] : sub_hi[0] + 1, sub_lo[1] : sub_hi[1] + 1, sub_lo[2] : sub_hi[2] + 1]

@@ -94,9 +94,11 @@ def _paste_fine_component(mask: np.ndarray, image: Volume, prob: Volume, keep: n
     """Write the kept coarse component, refined on the input grid, into ``mask`` (in place).
 
     The coarse probability outside the component (dilated by one voxel) is zeroed, then resampled
-    (linear) onto just the block of the input grid that covers it and thresholded; the best fine
-    component is kept and its holes filled. A component too thin to survive the threshold on the
-    fine grid falls back to its nearest-neighbour footprint.
+    (linear) onto just the block of the input grid that covers it and thresholded; the largest fine
+    component is kept (all of them come from the one coarse component) and its holes filled. A
+    component too thin to survive the threshold on the fine grid falls back to its nearest-neighbour
+    footprint. Memory: the fine probability exists only inside SimpleITK, for the threshold; what
+    comes back is a uint8 block.
     """
     from neonet_core.resample import resample_volume
 
@@ -108,12 +110,30 @@ def _paste_fine_component(mask: np.ndarray, image: Volume, prob: Volume, keep: n
     lo, hi = box
     origin = image.index_to_physical(lo[::-1].astype(np.float64))
     block = Volume(np.zeros(tuple(hi - lo + 1), dtype=np.uint8), image.spacing, tuple(origin), image.direction)
-    fine = resample_volume(local, block, "linear", 0.0, dtype=np.float32).array
-    refined = postprocess.keep_tumour_component(fine, cfg.threshold, 1)
+    refined = postprocess.keep_largest_component(_resample_above(local, block, cfg.threshold))
     if refined is None:
         refined = resample_volume(prob.with_array(keep.astype(np.uint8)), block, "nearest", 0).array != 0
     view = mask[lo[0] : hi[0] + 1, lo[1] : hi[1] + 1, lo[2] : hi[2] + 1]
     view[refined] = 1
+
+
+def _resample_above(source: Volume, reference: Volume, threshold: float) -> np.ndarray:
+    """``source`` resampled (linear, float32) onto ``reference``'s grid, then ``> threshold``: uint8 0/1."""
+    import SimpleITK as sitk
+
+    out = sitk.Resample(
+        source.to_sitk(),
+        [int(n) for n in reference.size_ijk],
+        sitk.Transform(),
+        sitk.sitkLinear,
+        reference.origin,
+        reference.spacing,
+        tuple(reference.direction.flatten()),
+        0.0,
+        sitk.sitkFloat32,
+    )
+    above = float(np.nextafter(np.float32(threshold), np.float32(np.inf)))  # strictly greater than threshold
+    return sitk.GetArrayFromImage(sitk.BinaryThreshold(out, above, float(np.finfo(np.float32).max), 1, 0))
 
 
 def _fine_box(image: Volume, coarse: Volume, region: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:

@@ -20,17 +20,44 @@ def keep_tumour_component(probability: np.ndarray, threshold: float = 0.5, min_v
     """The component of ``probability > threshold`` with the highest summed probability, holes filled.
 
     Components smaller than ``min_voxels`` are ignored. Returns a bool mask, or None when nothing is left.
+    Memory: besides the bool mask and the int32 labels, only bounding-box-sized temporaries.
     """
     labels, count = ndimage.label(probability > threshold, structure=_STRUCTURE)
     if count == 0:
         return None
-    index = np.arange(1, count + 1)
-    sizes = ndimage.sum_labels(np.ones_like(labels, dtype=np.float32), labels, index)
-    scores = ndimage.sum_labels(probability, labels, index)
-    scores = np.where(sizes >= max(1, min_voxels), scores, -np.inf)
+    boxes = ndimage.find_objects(labels, max_label=count)
+    scores = np.full(count, -np.inf)
+    for n, box in enumerate(boxes, start=1):
+        if box is None:
+            continue
+        inside = labels[box] == n
+        if np.count_nonzero(inside) >= max(1, min_voxels):
+            scores[n - 1] = np.sum(probability[box], where=inside, dtype=np.float64)
     if not np.isfinite(scores.max()):
         return None
-    return fill_holes(labels == int(index[int(np.argmax(scores))]))
+    best = int(np.argmax(scores)) + 1
+    return _filled_component(labels, best, boxes[best - 1])
+
+
+def keep_largest_component(binary: np.ndarray) -> np.ndarray | None:
+    """The largest 26-connected component of ``binary`` (ties: the first in scan order), holes filled; bool or None."""
+    labels, count = ndimage.label(binary, structure=_STRUCTURE)
+    if count == 0:
+        return None
+    boxes = ndimage.find_objects(labels, max_label=count)
+    sizes = [0 if box is None else np.count_nonzero(labels[box] == n) for n, box in enumerate(boxes, start=1)]
+    best = int(np.argmax(sizes)) + 1
+    return _filled_component(labels, best, boxes[best - 1])
+
+
+def _filled_component(labels: np.ndarray, label: int, box) -> np.ndarray:
+    """Component ``label`` (bounding box ``box``) of ``labels`` with its holes filled, as a full-size bool mask.
+
+    Holes are filled inside the bounding box only: a cavity enclosed by the component lies inside it.
+    """
+    out = np.zeros(labels.shape, dtype=bool)
+    out[box] = ndimage.binary_fill_holes(labels[box] == label)
+    return out
 
 
 def volume_ml(mask: np.ndarray, spacing) -> float:
