@@ -123,14 +123,14 @@ def nerve_along(rng: np.random.Generator, path: Tube, hilum: np.ndarray, scale: 
     """A thin nerve fibre (radius 0.5-0.75 mm) running outside a duct/vessel wall along ``path``.
 
     The side it runs on turns slowly around the path. Near the ``hilum`` it hugs the wall (gap
-    1-3 mm x ``scale``); further out it drifts away from the path (8-22 degrees, up to 12 mm), as
+    1-3 mm x ``scale``); further out it drifts away from the path (14-27 degrees, up to 12 mm), as
     hilar plexus fibres spread into the liver.
     """
     pts, s = resample_polyline(path.points, step)
     s_orig = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(path.points, axis=0), axis=1))])
     wall = np.interp(s, s_orig, path.radii)
     s_hilum = s[np.argmin(np.linalg.norm(pts - hilum, axis=1))]
-    spread = np.clip(np.abs(s - s_hilum) - rng.uniform(2.0, 10.0) * scale, 0.0, None) * rng.uniform(0.15, 0.4)
+    spread = np.clip(np.abs(s - s_hilum) - rng.uniform(0.0, 6.0) * scale, 0.0, None) * rng.uniform(0.25, 0.5)
     tangents = np.gradient(pts, axis=0)
     tangents /= np.linalg.norm(tangents, axis=1, keepdims=True)
     side = _cross(tangents[0], rng.normal(size=3))

@@ -44,7 +44,7 @@ def _tissue_values(rng: np.random.Generator) -> dict[str, float]:
     return {
         "fat": u(1.05, 1.25), "muscle": u(0.35, 0.5), "cavity": u(0.45, 0.6), "bone": u(0.6, 0.8),
         "aorta": u(0.1, 0.25), "spleen": u(0.5, 0.65), "kidney": u(0.45, 0.6), "bowel": u(0.3, 0.9), "liver": 1.0,
-        "vessel": u(0.25, 0.4), "duct": u(0.3, 0.45), "nerve": u(0.72, 0.85), "tumour": u(0.45, 0.62),
+        "vessel": u(0.15, 0.28), "duct": u(0.2, 0.32), "nerve": u(0.72, 0.85), "tumour": u(0.5, 0.62),
     }
 
 

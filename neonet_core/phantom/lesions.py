@@ -80,7 +80,7 @@ def build_confounders(rng: np.random.Generator, grid: Grid, tumour: Tumour, scal
         radius = rng.uniform(0.7, 1.5)
         sd = empty_sd(grid)
         draw_tube(grid, sd, points, np.linspace(radius, 0.7 * radius, len(points)))
-        tissue = rng.uniform(0.2, 0.4) if rng.uniform() < 0.65 else rng.uniform(1.1, 1.25)
+        tissue = rng.uniform(0.12, 0.3) if rng.uniform() < 0.65 else rng.uniform(1.1, 1.25)
         strands.append(Strand(sd, tissue))
     return strands
 

@@ -35,18 +35,21 @@ loops; a liver made of three smoothly deformed ellipsoids; a branching, dilated 
 from the hilum (common hepatic duct down, right and left ducts into the liver) with the portal
 vein running beside it; hepatic veins and the IVC. The whole anatomy is rotated by up to
 6 degrees about a random axis (the image direction stays identity). Thin nerve fibres
-(0.5-0.75 mm radius) run just outside the hilar ducts and the portal vein, slightly darker than liver.
+(0.5-0.75 mm radius, slightly darker than liver) run just outside the hilar ducts and the portal
+vein and drift away from them into the liver beyond the hilum.
+The anatomy is designed for a 192x192x120 mm field of view and scaled to other ones.
 
 The tumour (perihilar cholangiocarcinoma) is an elongated, lobulated, hypointense mass around a
 hilar duct segment, with an eccentric lobe, kept inside the liver.
 
 ## The PNI rule
 
-A case is PNI-positive when tumour tissue spreads along nerve fibres: {pni.count[0]} to {pni.count[1]}
-thin sleeves of near-tumour intensity (contrast {pni.contrast[0]:.2f}-{pni.contrast[1]:.2f} of the
+A case is PNI-positive when tumour tissue spreads along nerve fibres: up to {pni.count[0]}-{pni.count[1]}
+sleeves of near-tumour intensity (contrast {pni.contrast[0]:.2f}-{pni.contrast[1]:.2f} of the
 tumour-liver difference) follow a fibre outward from where it leaves the tumour, for
 {pni.length_mm[0]:.1f}-{pni.length_mm[1]:.1f} mm, with a root radius of
-{pni.radius_mm[0]:.2f}-{pni.radius_mm[1]:.2f} mm tapering towards the nerve.
+{pni.radius_mm[0]:.2f}-{pni.radius_mm[1]:.2f} mm tapering to half of it (they lie behind duct and
+vessel lumens). Extensions that run out of the field of view are cut there.
 These extensions are NOT in the tumour mask or the anatomy mask (a radiologist outlines the main
 mass), so the masks do not give the label away: it has to be read from the image.
 
