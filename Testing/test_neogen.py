@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 
@@ -261,14 +260,9 @@ def test_balancing_makes_the_training_fold_one_to_one_and_never_uses_validation_
 
 
 def _cli(argv):
-    from neonet_core.cli import balance, generate, train_neogen
+    from neonet_core.cli.main import build_parser
 
-    parser = argparse.ArgumentParser(prog="neonet")
-    sub = parser.add_subparsers(dest="command")
-    for module in (balance, generate):
-        module.register(sub)
-    train_neogen.register_standalone(sub)
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     return args.func(args)
 
 

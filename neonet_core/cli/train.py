@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 from pathlib import Path
 
 
-def _common(parser: argparse.ArgumentParser, default_out_help: str) -> None:
+def add_common_options(parser: argparse.ArgumentParser, default_out_help: str) -> None:
     """Options every ``train`` stage shares."""
     parser.add_argument("--manifest", type=Path, required=True, help="cohort manifest CSV (case_id,image,tumor_mask,...)")
     parser.add_argument("--config", default="tiny", help="preset name (tiny, paper) or a JSON config file (default tiny)")
@@ -24,7 +23,7 @@ def _common(parser: argparse.ArgumentParser, default_out_help: str) -> None:
     parser.add_argument("--seed", type=int, default=None, help="override the config's random seed")
 
 
-def _apply_overrides(train_cfg, args) -> None:
+def apply_overrides(train_cfg, args) -> None:
     """Copy --device / --epochs / --seed onto a stage's TrainConfig."""
     from neonet_core.errors import InputError
 
@@ -48,7 +47,7 @@ def _register_seg(stages) -> None:
         "the best validation Dice go into the bundle folder --out as seg.safetensors, with the config in "
         "bundle.json. The run's checkpoint and history live in OUT/runs/seg; --resume continues it.",
     )
-    _common(parser, "bundle folder to write (created; a folder already holding NeoSeg is refused without --resume)")
+    add_common_options(parser, "bundle folder to write (created; a folder already holding NeoSeg is refused without --resume)")
     parser.add_argument("--val-fraction", type=float, default=0.2, help="share of patients held out for validation (default 0.2)")
     parser.set_defaults(func=run_seg)
 
@@ -62,7 +61,7 @@ def run_seg(args) -> int:
     if not 0.0 <= args.val_fraction < 1.0:
         raise InputError(None, f"--val-fraction must be in [0, 1), got {args.val_fraction}")
     config = load_config(args.config)
-    _apply_overrides(config.seg.train, args)
+    apply_overrides(config.seg.train, args)
     bundle_dir = train_seg(args.manifest, config, args.out, resume=args.resume, val_fraction=args.val_fraction)
     metrics = load_bundle(bundle_dir).info["metrics"]["seg"]
     dice = "n/a (no validation cases)" if metrics["val_dice"] is None else f"{metrics['val_dice']:.3f}"
@@ -71,8 +70,8 @@ def run_seg(args) -> int:
 
 
 STAGES = [_register_seg]
-# Modules under neonet_core.cli that add more stages with ``add_train_parsers(stages)`` (when installed).
-STAGE_MODULES = ["train_neogen"]
+# Modules under neonet_core.cli that add more stages with ``add_train_parsers(stages)``.
+STAGE_MODULES = ["train_neogen", "train_cls"]
 
 
 def register(subparsers) -> None:
@@ -87,5 +86,4 @@ def register(subparsers) -> None:
     for add in STAGES:
         add(stages)
     for name in STAGE_MODULES:
-        if importlib.util.find_spec(f"neonet_core.cli.{name}") is not None:
-            importlib.import_module(f"neonet_core.cli.{name}").add_train_parsers(stages)
+        importlib.import_module(f"neonet_core.cli.{name}").add_train_parsers(stages)

@@ -5,8 +5,7 @@
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
+from neonet_core.cli.train import add_common_options
 
 _STAGES = {
     "ae": (
@@ -37,13 +36,7 @@ def add_train_parsers(train_subparsers) -> None:
     """Add ``ae``, ``ldm`` and ``controlnet`` to the ``neonet train`` subparsers."""
     for stage, (help_text, description) in _STAGES.items():
         parser = train_subparsers.add_parser(stage, help=help_text, description=description)
-        parser.add_argument("--manifest", type=Path, required=True, help="cohort manifest CSV (case_id,image,tumor_mask,anatomy_mask,label,...)")
-        parser.add_argument("--config", default="tiny", help="preset name (tiny, paper) or a JSON config file (default tiny)")
-        parser.add_argument("--out", type=Path, required=True, help="bundle folder (the NeoGen stages add their networks to the same folder)")
-        parser.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
-        parser.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N or mps (default: the config's, auto)")
-        parser.add_argument("--epochs", type=int, default=None, help="override the config's number of epochs")
-        parser.add_argument("--seed", type=int, default=None, help="override the config's random seed")
+        add_common_options(parser, "bundle folder (the NeoGen stages add their networks to the same folder)")
         parser.set_defaults(func=run, neogen_stage=stage)
 
 
@@ -60,9 +53,3 @@ def run(args) -> int:
     shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics["validation"].items() if k != "score") or "no validation cases"
     print(f"NeoGen {args.neogen_stage} trained: {metrics['steps']} steps, best at step {metrics['best_step']} ({shown}); bundle {bundle_dir}")
     return 0
-
-
-def register_standalone(subparsers) -> None:
-    """For testing without ``neonet train``: a ``train`` parser holding only the NeoGen stages."""
-    parser = subparsers.add_parser("train", help="train a NeoGen stage")
-    add_train_parsers(parser.add_subparsers(dest="stage", metavar="STAGE", required=True))
