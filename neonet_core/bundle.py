@@ -77,6 +77,22 @@ class Bundle:
             raise BundleError(self.path, f"weights of network {network!r} do not fit its config: {str(err).splitlines()[0]}") from None
         return module.eval()
 
+    def build(self, network: str, builder) -> nn.Module:
+        """``builder(network_config)`` with the stored weights loaded (eval mode).
+
+        A config the builder refuses (unknown architecture, unknown option, missing section) is a
+        :class:`BundleError` naming the bundle.json, not a bare ValueError/KeyError.
+        """
+        config = self.network_config(network)
+        if not isinstance(config, dict):
+            raise BundleError(self.path / MANIFEST, f"the config of network {network!r} cannot build it (not a JSON object: {config!r:.60})")
+        try:
+            module = builder(config)
+        except (ValueError, KeyError, TypeError, AttributeError) as err:
+            problem = f"missing {err}" if isinstance(err, KeyError) else " ".join(str(err).split())
+            raise BundleError(self.path / MANIFEST, f"the config of network {network!r} cannot build it ({problem})") from None
+        return self.load_into(network, module)
+
     def _entry(self, network: str) -> dict[str, Any]:
         if network not in self.networks:
             have = ", ".join(sorted(self.networks)) or "none"

@@ -199,14 +199,21 @@ def _crop_case(case, out: Path, cfg, args):
     folder = _case_dir(out, case.case_id)
     files = _patch_files(folder, args.format, anatomy is not None)
     patches = {"image": image_patch, "tumour": result.tumour_patch, "anatomy": result.anatomy_patch}
-    if args.format == "npz":
-        _write_npz(files["image"], patches, result.roi)
-    else:
-        from neonet_core.io import write_volume
+    written = []
+    try:  # all of a case's files or none of them
+        if args.format == "npz":
+            _write_npz(files["image"], patches, result.roi)
+            written.append(files["image"])
+        else:
+            from neonet_core.io import write_volume
 
-        for name, path in files.items():
-            write_volume(patches[name], path)
-    write_roi_mrk_json(result.roi, folder / "roi.mrk.json", name=f"TLCR {case.case_id}")
+            for name, path in files.items():
+                written.append(write_volume(patches[name], path))
+        written.append(write_roi_mrk_json(result.roi, folder / "roi.mrk.json", name=f"TLCR {case.case_id}"))
+    except BaseException:
+        for path in written:
+            Path(path).unlink(missing_ok=True)
+        raise
     patch_case = replace(case, image=files["image"], tumor_mask=files["tumour"], anatomy_mask=files.get("anatomy"))
     info = {
         "folder": folder.relative_to(out).as_posix(),
@@ -244,7 +251,8 @@ def _report_failure(case_id: str, problem: str, event: str = "case_failed") -> N
     from neonet_core.progress import emit
 
     emit(event, stage="crop", case_id=case_id, error=problem)  # JSON mode: a line on stdout
-    print(f"neonet crop: case {case_id}: {problem}", file=sys.stderr)
+    prefix = "" if f"case {case_id}:" in problem else f"case {case_id}: "  # library errors often name the case already
+    print(f"neonet crop: {prefix}{problem}", file=sys.stderr)
 
 
 def _one_line(err: BaseException) -> str:
