@@ -112,7 +112,9 @@ def test_requirements_match_pyproject():
 
 
 def test_sample_data_files_match_their_registered_sha256():
-    from NeoNetSlicerLib.sampledata import SAMPLE_FILES, registration_arguments, sample_data_dir, sha256
+    from NeoNetSlicerLib.sampledata import SAMPLE_FILES, registration_arguments, sample_data_dir
+
+    from neonet_core.bundle import sha256_file as sha256
 
     for name, (_, _, digest) in SAMPLE_FILES.items():
         path = sample_data_dir() / name
@@ -129,7 +131,9 @@ def test_sample_data_command_writes_a_readable_case(tmp_path):
     (Not byte-equal to the shipped files: those stay fixed, checked by their SHA-256, while the
     phantom generator may evolve.)"""
     from neonet_core.io import read_segmentation, read_volume
-    from NeoNetSlicerLib.sampledata import SAMPLE_FILES, make_sample_files, sha256
+    from NeoNetSlicerLib.sampledata import SAMPLE_FILES, make_sample_files
+
+    from neonet_core.bundle import sha256_file as sha256
 
     digests = make_sample_files(tmp_path)
     names = list(SAMPLE_FILES)

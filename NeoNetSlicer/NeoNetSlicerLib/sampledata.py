@@ -10,7 +10,6 @@ files match these hashes, so a stale hash cannot slip through.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 CATEGORY = "NeoNet"
@@ -27,14 +26,6 @@ SAMPLE_FILES = {
 def sample_data_dir() -> Path:
     """``Resources/SampleData`` of the module (installed or in the source tree)."""
     return Path(__file__).resolve().parent.parent / "Resources" / "SampleData"
-
-
-def sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def registration_arguments(folder: str | Path | None = None, thumbnail: str | Path | None = None) -> dict:
@@ -71,4 +62,6 @@ def make_sample_files(folder: str | Path) -> dict[str, str]:
     write_segmentation(case.tumour, {1: "tumour"}, folder / names[1])
     for name in names:  # atomic writes create private (0600) files; resources are for everyone to read
         (folder / name).chmod(0o644)
-    return {n: sha256(folder / n) for n in names}
+    from neonet_core.bundle import sha256_file
+
+    return {n: sha256_file(folder / n) for n in names}
