@@ -156,6 +156,7 @@ def main() -> int:
     print(f"NeoSeg inference vs a full-resolution MONAI UNet of the same widths ({args.threads} CPU threads, "
           f"{'bundle ' + args.bundle if args.bundle else 'untrained tiny-preset network'})")
     print(f"{'volume':<22}{'neoseg s':>10}{'ref s':>10}{'time ratio':>12}{'neoseg MB':>11}{'ref MB':>10}{'mem ratio':>11}")
+    table = {}
     for size in args.sizes:
         results = {}
         for kind in ("neoseg", "reference"):
@@ -165,10 +166,17 @@ def main() -> int:
             out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
             results[kind] = json.loads(out.strip().splitlines()[-1])
         n, r = results["neoseg"], results["reference"]
+        table[size] = (n, r)
         shape = "x".join(str(s) for s in SIZES[size][0][::-1])
         print(f"{shape + ' int16':<22}{n['seconds']:>10.2f}{r['seconds']:>10.2f}{n['seconds'] / r['seconds']:>12.3f}"
               f"{n['peak_mb']:>11.0f}{r['peak_mb']:>10.0f}{n['peak_mb'] / max(r['peak_mb'], 1e-3):>11.3f}")
     print("ratio = NeoSeg / reference (lower is better); MB = peak RSS during the call above the RSS before it (input volume excluded)")
+    from _table import row
+
+    for size, (n, r) in table.items():
+        shape = "x".join(str(s) for s in SIZES[size][0][::-1])
+        row(f"NeoSeg {shape} vs full-res UNet: time", n["seconds"], r["seconds"], "s")
+        row(f"NeoSeg {shape} vs full-res UNet: peak above start", n["peak_mb"], r["peak_mb"], "MB")
     return 0
 
 

@@ -66,6 +66,10 @@ def main() -> None:
         print(f"  {name:24s} {n / t:7.2f} cases/s   {128 * t / n:6.1f} s per 128 cases")
     print(f"  cohort x1 / write-only: {t_one / t_write:.2f}x the I/O floor")
     print(f"  speed-up with {args.workers} workers: {t_one / t_many:.2f}x (identical files: {same})")
+    from _table import row
+
+    row("phantom cohort, 1 worker vs write-only", n / t_one, n / t_write, "cases/s")
+    row(f"phantom cohort, {args.workers} workers vs 1 worker", n / t_many, n / t_one, "cases/s", note=f"identical files: {same}")
 
 
 if __name__ == "__main__":

@@ -144,6 +144,10 @@ def main() -> int:
     print(f"{'CLI process wall':<20}{'':>12}{'':>12}{cli_wall:>10.3f}   (start Python + import torch + load bundle + predict + write)")
     print(f"\nLogic warm call / CLI process: {logic_total / cli_wall:.2f} (the Logic keeps the bundle loaded; "
           f"files into nodes once: {first['load_files']:.3f} s)")
+    from _table import row
+
+    row("Slicer Logic warm call vs neonet predict process", logic_total, cli_wall, "s")
+    row("Slicer Logic library stages vs CLI's", logic_lib, cli_lib, "s")
     return 0
 
 
