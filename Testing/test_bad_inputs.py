@@ -359,8 +359,6 @@ def test_cli_exits_non_zero_with_a_clear_message(cli_runs, name, words):
         assert "case_id appears 2 times" in stdout and "image not found" in stdout
 
 
-@pytest.mark.xfail(strict=True, reason="neonet_core/predict.py builds the classifier without Bundle.build, so the "
-                   "message names no file (fix: self.bundle.build(NETWORK, build_from_network_config))")
 def test_cli_predict_names_the_bundle_whose_config_cannot_build(cli_runs):
     results, _ = cli_runs
     code, _, stderr, named = results["predict_unknown_network"]

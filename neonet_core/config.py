@@ -35,8 +35,8 @@ class SegConfig:
     The network is a MONAI ``UNet`` (``channels`` per level, stride 2 between levels).
     """
 
-    spacing_mm: float = 3.0  # isotropic working resolution
-    channels: tuple[int, ...] = (8, 16, 32, 64)
+    spacing_mm: float = 2.0  # isotropic working resolution
+    channels: tuple[int, ...] = (16, 32, 64, 128)
     num_res_units: int = 1
     predict_anatomy: bool = False  # also predict liver / bile duct / vessel (labels.ANATOMY_LABELS)
     roi_size: tuple[int, int, int] = (48, 48, 48)  # training crop and sliding-window size (voxels, D H W)
@@ -44,10 +44,11 @@ class SegConfig:
     sw_batch_size: int = 1
     threshold: float = 0.5  # on the tumour probability
     min_component_ml: float = 0.05  # tumour components smaller than this are dropped
-    pos_fraction: float = 0.67  # share of training crops centred on a tumour voxel
+    pos_fraction: float = 0.8  # share of training crops centred on a tumour voxel
     flip: bool = True  # random flips along each axis
     intensity_jitter: float = 0.1  # random gain and offset of the normalised intensities, +/- this much
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=25, batch_size=2, lr=2e-3))
+    # Tiny defaults measured by bench/neoseg_quality.py (48 train cases): held-out Dice 0.84, 95 % within 5 mm.
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=50, batch_size=2, lr=3e-3))
 
 
 @dataclass
@@ -183,15 +184,16 @@ def load_config(name_or_path: str) -> NeoNetConfig:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         base = get_preset(data.get("preset", "tiny")).to_dict()
-        return NeoNetConfig.from_dict(_merge(base, data))
+        return NeoNetConfig.from_dict(merge_dicts(base, data))
     except (json.JSONDecodeError, ValueError, TypeError) as err:
         raise InputError(path, f"invalid config: {err}") from None
 
 
-def _merge(base: dict, override: dict) -> dict:
+def merge_dicts(base: dict, override: dict) -> dict:
+    """``base`` with ``override`` applied key by key, recursing into nested dicts (the config merge)."""
     out = dict(base)
     for key, value in override.items():
-        out[key] = _merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+        out[key] = merge_dicts(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
     return out
 
 

@@ -26,8 +26,9 @@ class ManifestError(NeoNetError):
         self.problems = problems
         first = problems[0] if problems else ("", "", "unknown problem")
         more = f" (and {len(problems) - 1} more problem(s); run `neonet cohort check`)" if len(problems) > 1 else ""
-        where = ", ".join(p for p in first[:2] if p)
-        super().__init__(f"{manifest}: case {where}: {first[2]}{more}")
+        case_id, file = first[0], first[1]
+        where = "".join(f"{part}: " for part in (f"case {case_id}" if case_id else "", file if file != str(manifest) else "") if part)
+        super().__init__(f"{manifest}: {where}{first[2]}{more}")
 
 
 class BundleError(NeoNetError):

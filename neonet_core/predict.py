@@ -80,9 +80,9 @@ class Predictor:
         if not self.bundle.has(NETWORK):
             raise BundleError(self.bundle.path, "has no classifier; run `neonet train cls` (or `neonet train all`) into it")
         self.device = resolve_device(device)
+        self.model = self.bundle.build(NETWORK, build_from_network_config).to(self.device)
         net_cfg = self.bundle.network_config(NETWORK)
         self.config = NeoNetConfig.from_dict({k: net_cfg[k] for k in ("cls", "ae", "preprocess")})
-        self.model = self.bundle.load_into(NETWORK, build_from_network_config(net_cfg)).to(self.device)
         info = self.bundle.info
         self.threshold = float(info.get("threshold", 0.5))
         self.class_names = list(info.get("class_names", ["PNI-", "PNI+"]))

@@ -166,9 +166,9 @@ def load_segmenter(bundle, device: str = "cpu") -> Segmenter:
     from neonet_core.neoseg.model import build_seg_net
 
     bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
+    net = bundle.build(NETWORK, lambda stored: build_seg_net(NeoNetConfig.from_dict({"seg": stored["seg"]}).seg))
     stored = bundle.network_config(NETWORK)
     cfg = NeoNetConfig.from_dict({"seg": stored["seg"]}).seg
-    net = bundle.load_into(NETWORK, build_seg_net(cfg))
     return Segmenter(net, cfg, stored.get("percentiles", (0.5, 99.5)), device, str(bundle.path))
 
 
