@@ -104,7 +104,7 @@ def run(args) -> int:
     metrics = json.loads((out / "cv" / "metrics.json").read_text(encoding="utf-8"))["models"]
     print("[demo] cross-validated pooled AUC: " + ", ".join(f"{k} {v['pooled_auc']:.3f}" for k, v in sorted(metrics.items())))
     print(f"[demo] {case.case_id} (true label {case.label}): p(PNI) = {prediction.probability:.3f} +/- "
-          f"{prediction.uncertainty:.3f} -> {prediction.class_name}")
+          f"{prediction.uncertainty:.3f} -> {prediction.class_name} (decision threshold {prediction.threshold:.3f})")
     print("[demo] minutes per step: " + ", ".join(f"{k} {v / 60:.1f}" for k, v in times.items()))
     print(f"[demo] report: {report}")
     return 0
