@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -35,3 +36,22 @@ def test_two_gloo_ranks_stay_identical_and_resume_in_one_process(tmp_path):
     assert result.steps == 3 * 8
     for key, value in stage.net.state_dict().items():
         assert not torch.equal(value, rank0[key])  # it trained on from the DDP weights
+
+
+@pytest.mark.slow
+def test_real_stages_under_torchrun_write_one_intact_bundle(tmp_path):
+    """NeoSeg and the NeoGen autoencoder trained by 2 gloo ranks: rank 0 alone reports and publishes."""
+    from neonet_core.bundle import load_bundle
+    from neonet_core.phantom.cohort import generate_cohort
+
+    manifest = generate_cohort(tmp_path / "cohort", cases=6, positives=2, seed=0, size=(64, 64, 20), spacing=(3.0, 3.0, 6.0))
+    for stage in ("seg", "ae"):
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
+               "neonet_core.cli.main", "--progress", "none", "train", stage, "--manifest", str(manifest),
+               "--out", str(tmp_path / "bundle"), "--epochs", "1", "--device", "cpu"]
+        run = subprocess.run(cmd, capture_output=True, text=True, timeout=400, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        assert run.returncode == 0, run.stderr[-2000:]
+        assert len([line for line in run.stdout.splitlines() if "trained" in line]) == 1, run.stdout
+    bundle = load_bundle(tmp_path / "bundle")  # verifies every hash
+    assert set(bundle.networks) == {"seg", "autoencoder"}
+    assert not list((tmp_path / "bundle").glob(".*")), "temporary files left behind"

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from neonet_core import __version__
+from neonet_core.distributed import barrier, is_main_process
 from neonet_core.errors import BundleError
 from neonet_core.fileio import atomic_path, write_text_atomic
 
@@ -149,10 +150,13 @@ def new_bundle_info(config: dict[str, Any], **extra) -> dict[str, Any]:
 def add_network(bundle_dir: str | Path, info: dict[str, Any], name: str, state: dict[str, torch.Tensor], config: dict[str, Any]) -> None:
     """Write ``<name>.safetensors`` atomically and record it (with its hash and config) in ``info``.
 
-    Call :func:`write_bundle_info` afterwards to publish the change.
+    Call :func:`write_bundle_info` afterwards to publish the change. Under ``torchrun`` only rank 0
+    writes; the other ranks record nothing (they publish nothing either).
     """
     from safetensors.torch import save_file
 
+    if not is_main_process():
+        return
     bundle_dir = Path(bundle_dir)
     bundle_dir.mkdir(parents=True, exist_ok=True)
     file = bundle_dir / f"{name}.safetensors"
@@ -163,9 +167,15 @@ def add_network(bundle_dir: str | Path, info: dict[str, Any], name: str, state: 
 
 
 def write_bundle_info(bundle_dir: str | Path, info: dict[str, Any]) -> Path:
-    """Write ``bundle.json`` atomically (last, after the weight files)."""
+    """Write ``bundle.json`` atomically (last, after the weight files).
+
+    Under ``torchrun`` rank 0 writes and every rank waits until it has, so all ranks read the same
+    bundle afterwards.
+    """
     path = Path(bundle_dir) / MANIFEST
-    write_text_atomic(path, json.dumps(info, indent=2, sort_keys=True, default=float) + "\n")
+    if is_main_process():
+        write_text_atomic(path, json.dumps(info, indent=2, sort_keys=True, default=float) + "\n")
+    barrier()
     return path
 
 

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from neonet_core.distributed import barrier, init_distributed, rank_world
 from neonet_core.errors import NeoNetError
 from neonet_core.fileio import atomic_path, remove_stale_temporaries, write_text_atomic
 from neonet_core.progress import Progress, emit
@@ -161,7 +162,7 @@ class Trainer:
         self.stage, self.train_set, self.val_set, self.cfg = stage, train_set, val_set, cfg
         self.out_dir = Path(out_dir)
         init_distributed(cfg.device)
-        self.rank, self.world = _dist_rank_world()
+        self.rank, self.world = rank_world()
         self.device = _rank_device(resolve_device(cfg.device), self.rank)
         self.steps_per_epoch = len(epoch_batches(len(train_set), cfg.batch_size, cfg.seed, 0))
         self.total_steps = self.steps_per_epoch * cfg.epochs
@@ -198,7 +199,7 @@ class Trainer:
             self._save_weights(self.out_dir / "last.safetensors")
             if self.best_score is None:  # no validation data: the last weights are the best
                 self._save_weights(self.out_dir / "best.safetensors")
-        _barrier()
+        barrier()
         return TrainResult(self.step, self.best_step, self.best_score, self.last_metrics, self.out_dir)
 
     def _train_step(self, batch) -> dict[str, float]:
@@ -250,7 +251,7 @@ class Trainer:
         if self.rank == 0:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             write_text_atomic(self.out_dir / "train_config.json", cfg_text)
-        _barrier()
+        barrier()
 
     def _save_checkpoint(self) -> None:
         if self.rank != 0:
@@ -327,31 +328,10 @@ def load_weights(path: str | Path, networks: dict[str, nn.Module]) -> None:
         net.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
 
 
-def init_distributed(device: str = "auto") -> None:
-    """Join the process group when launched by ``torchrun`` (WORLD_SIZE > 1): NCCL on CUDA, else gloo."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or torch.distributed.is_initialized():
-        return
-    use_nccl = resolve_device(device).type == "cuda" and torch.distributed.is_nccl_available()
-    if use_nccl:
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    torch.distributed.init_process_group(backend="nccl" if use_nccl else "gloo")
-
-
-def _dist_rank_world() -> tuple[int, int]:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
-
-
 def _rank_device(device: torch.device, rank: int) -> torch.device:
-    if device.type == "cuda" and device.index is None and _dist_rank_world()[1] > 1:
+    if device.type == "cuda" and device.index is None and rank_world()[1] > 1:
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
     return device
-
-
-def _barrier() -> None:
-    if _dist_rank_world()[1] > 1:
-        torch.distributed.barrier()
 
 
 def steps_for(n_items: int, cfg: TrainConfig) -> int:

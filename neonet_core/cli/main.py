@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from neonet_core import __version__
@@ -41,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     set_default_mode(args.progress)
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 reports
+        set_default_mode("none")
+        sys.stdout = open(os.devnull, "w")
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

@@ -162,25 +162,32 @@ def train_neogen(manifest: Path, bundle_dir: Path, cfg: NeoNetConfig, generative
 
 def fold_synthetic(bundle_dir: Path, sources, out: Path, seed: int, device="cpu") -> list:
     """Synthetic cases balancing ``sources`` 1:1 (from ``sources`` only), in ``out`` (reused when complete)."""
+    from neonet_core.distributed import barrier, is_main_process
     from neonet_core.manifest import read_manifest, write_manifest
     from neonet_core.neogen.generate import balance_cases
 
     manifest = out / "manifest.csv"
+
+    def read_cases() -> list:  # an empty manifest (nothing to balance) holds only its header
+        return read_manifest(manifest) if len(manifest.read_text(encoding="utf-8").splitlines()) > 1 else []
+
     if manifest.exists():
-        return read_manifest(manifest)
-    if out.exists():
-        shutil.rmtree(out)  # a partial generation of ours: regenerate (deterministic)
-    tmp = out.with_name(out.name + ".partial")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    cases = balance_cases(bundle_dir, sources, tmp, seed=seed, device=device)
-    if cases:
-        write_manifest(cases, tmp / "manifest.csv")
-    else:
-        tmp.mkdir(parents=True, exist_ok=True)
-        (tmp / "manifest.csv").write_text("case_id,image\n", encoding="utf-8")
-    tmp.rename(out)
-    return read_manifest(manifest) if cases else []
+        return read_cases()
+    if is_main_process():  # under torchrun rank 0 generates, the others wait and read
+        if out.exists():
+            shutil.rmtree(out)  # a partial generation of ours: regenerate (deterministic)
+        tmp = out.with_name(out.name + ".partial")
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        cases = balance_cases(bundle_dir, sources, tmp, seed=seed, device=device)
+        if cases:
+            write_manifest(cases, tmp / "manifest.csv")
+        else:
+            tmp.mkdir(parents=True, exist_ok=True)
+            (tmp / "manifest.csv").write_text("case_id,image\n", encoding="utf-8")
+        tmp.rename(out)
+    barrier()
+    return read_cases()
 
 
 def _load_autoencoder(bundle_dir: Path):

@@ -18,6 +18,7 @@ import torch
 from neonet_core.bundle import add_network, load_bundle, read_or_new_bundle_info, write_bundle_info
 from neonet_core.config import NeoNetConfig, PreprocessConfig, _from_dict, load_config
 from neonet_core.engine import TrainConfig, Trainer, load_weights, steps_for
+from neonet_core.distributed import barrier, is_main_process
 from neonet_core.errors import BundleError, NeoNetError
 from neonet_core.neogen.autoencoder import ae_config_from_dict, build_autoencoder
 from neonet_core.neogen.controlnet import MASK_CHANNELS
@@ -107,7 +108,9 @@ def build_latent_cache(bundle_dir, records, val: np.ndarray, seed: int, device: 
     bundle = load_bundle(bundle_dir)
     ae, ae_cfg, preprocess = _bundle_autoencoder(bundle)
     path = Path(bundle_dir) / "runs" / CACHE_NAME
-    write_latent_cache(path, ae, records, val, _cache_key(bundle, preprocess, ae_cfg, seed), resolve_device(device))
+    if is_main_process():  # under torchrun rank 0 encodes and writes, the others wait and read
+        write_latent_cache(path, ae, records, val, _cache_key(bundle, preprocess, ae_cfg, seed), resolve_device(device))
+    barrier()
     return LatentCache.read(path)
 
 
