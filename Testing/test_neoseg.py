@@ -27,16 +27,13 @@ from neonet_core.tlcr import select_tumour_component
 from neonet_core.volume import Volume
 
 DATA = Path(__file__).parent / "Data"
-SHARED = Path("/work/shared/data/real")
 
 
-def data_file(*names: str) -> Path:
-    """The first of ``names`` present in Testing/Data, else in the shared real-data folder."""
-    for folder in (DATA, SHARED):
-        for name in names:
-            if (folder / name).exists():
-                return folder / name
-    pytest.skip(f"test data {names} not found")
+def data_file(name: str) -> Path:
+    """A real test file shipped in Testing/Data (a missing one fails the test)."""
+    path = DATA / name
+    assert path.exists(), f"{path}: test data missing"
+    return path
 
 
 def tiny_config(epochs=4):
@@ -219,8 +216,8 @@ def _rotated(volume: Volume, degrees=25.0) -> Volume:
 
 @pytest.mark.parametrize("oblique", [False, True])
 def test_mask_lies_on_the_input_grid_of_a_flipped_anisotropic_scan(oblique):
-    image = read_volume(data_file("brain_mr_crop.nrrd", "brain_mr.nrrd"))
-    truth = read_volume(data_file("brain_mr_tumor_crop.nrrd", "brain_mr_tumor.nrrd"))
+    image = read_volume(data_file("brain_mr_crop.nrrd"))
+    truth = read_volume(data_file("brain_mr_tumor_crop.nrrd"))
     assert image.direction[1, 1] == -1.0 and image.spacing[2] > 6.0  # y flipped, 6.5 mm slices
     truth = select_tumour_component(truth, "largest")  # NeoSeg keeps one component; the mask has two
     test_image = _bright_tumour(image, truth)
@@ -246,7 +243,7 @@ def test_mask_lies_on_the_input_grid_of_an_abdominal_mr():
 
 
 def test_working_grid_is_isotropic_along_the_image_axes():
-    image = _rotated(read_volume(data_file("brain_mr_crop.nrrd", "brain_mr.nrrd")))
+    image = _rotated(read_volume(data_file("brain_mr_crop.nrrd")))
     grid = working_grid(image, 3.0)
     assert grid.spacing == (3.0, 3.0, 3.0)
     np.testing.assert_allclose(grid.direction, image.direction)
