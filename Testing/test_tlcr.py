@@ -22,10 +22,8 @@ from neonet_core.tlcr import (
 from neonet_core.volume import Volume
 
 DATA = Path(__file__).parent / "Data"
-if (DATA / "brain_mr_crop.nrrd").exists():  # the repository's copy (cropped in-plane around the tumour)
-    BRAIN, BRAIN_TUMOUR = DATA / "brain_mr_crop.nrrd", DATA / "brain_mr_tumor_crop.nrrd"
-else:
-    BRAIN, BRAIN_TUMOUR = Path("/work/shared/data/real/brain_mr.nrrd"), Path("/work/shared/data/real/brain_mr_tumor.nrrd")
+# The repository's copy of the real brain MRI (cropped in-plane around the tumour).
+BRAIN, BRAIN_TUMOUR = DATA / "brain_mr_crop.nrrd", DATA / "brain_mr_tumor_crop.nrrd"
 
 
 def _rotation(a, b, c):
