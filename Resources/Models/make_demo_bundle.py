@@ -3,8 +3,9 @@
     python Resources/Models/make_demo_bundle.py [--work DIR]
 
 It generates the demo phantom cohort (the settings of `neonet demo`), trains every stage with the
-tiny preset and the demo schedules (`neonet train all`), writes the model card into bundle.json and
-keeps only bundle.json and the weights (no checkpoints). The bundle is trained on synthetic
+tiny preset and the demo schedules (`neonet train all`), writes the model card into bundle.json,
+stores the weights in float16 (half the size; they load into the float32 networks) and keeps only
+bundle.json and the weights (no checkpoints). The bundle is trained on synthetic
 phantoms: it shows how NeoNet works and is NOT for clinical use.
 """
 
@@ -15,7 +16,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from neonet_core.bundle import load_bundle, write_bundle_info
+import torch
+
+from neonet_core.bundle import add_network, load_bundle, write_bundle_info
 from neonet_core.cli.demo import DEMO
 from neonet_core.config import NeoNetConfig, get_preset, merge_dicts
 from neonet_core.phantom.cohort import generate_cohort
@@ -29,6 +32,23 @@ MODEL_CARD = (
 )
 # NeoSeg gets a longer schedule than in `neonet demo` so that "Localize tumour" finds phantom tumours.
 SEG = {"roi_size": [32, 32, 32], "pos_fraction": 0.8, "train": {"epochs": 40, "batch_size": 4, "lr": 0.005}}
+
+
+def store_half_precision(bundle_dir: Path, info: dict) -> None:
+    """Rewrite every network's float32 weights as float16 and publish bundle.json.
+
+    The new weight hashes replace the old ones wherever a config refers to another network by hash
+    (the LDM names its autoencoder, the ControlNet its LDM).
+    """
+    bundle = load_bundle(bundle_dir)
+    new_hash = {}
+    for name, entry in bundle.networks.items():
+        state = {k: v.half() if v.dtype == torch.float32 else v for k, v in bundle.state_dict(name).items()}
+        add_network(bundle_dir, info, name, state, entry["config"])
+        new_hash[entry["sha256"]] = info["networks"][name]["sha256"]
+    for entry in info["networks"].values():
+        entry["config"] = {k: new_hash.get(v, v) if isinstance(v, str) else v for k, v in entry["config"].items()}
+    write_bundle_info(bundle_dir, info)
 
 
 def main() -> None:
@@ -45,7 +65,7 @@ def main() -> None:
     info = load_bundle(bundle_dir).info
     info["name"] = "neonet-demo"
     info["model_card"] = MODEL_CARD.format(cases=cohort["cases"], positives=cohort["positives"])
-    write_bundle_info(bundle_dir, info)
+    store_half_precision(bundle_dir, info)
     staged = TARGET.with_name(".neonet-demo.new")
     shutil.rmtree(staged, ignore_errors=True)
     staged.mkdir()
