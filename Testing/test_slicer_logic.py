@@ -5,6 +5,8 @@ back; the batch script under plain Python; the user's nodes never change."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -44,13 +46,11 @@ def ellipsoid_case(rng, shape=(16, 40, 40), spacing=(1.5, 1.5, 3.0), direction=n
     return Volume(image, spacing, origin, direction), Volume(mask, spacing, origin, direction)
 
 
-@pytest.fixture(scope="session")
-def bundle(tmp_path_factory):
+def tiny_bundle(root: Path) -> Path:
     """A complete tiny bundle made by the library's own training functions (about 60 s on 2 busy cores):
     NeoSeg on 4 ellipsoid cases (10 epochs), then autoencoder, LDM, ControlNet and PattenNet (1 epoch
-    each) on a 6-case phantom cohort. Good enough to exercise every path, not to be accurate."""
-    import torch
-
+    each) on a 6-case phantom cohort. Good enough to exercise every path, not to be accurate.
+    Also used by bench/bench_slicer_logic.py."""
     from neonet_core.config import get_preset
     from neonet_core.neocls.train import train_cls
     from neonet_core.neogen.training import train_autoencoder, train_controlnet, train_ldm
@@ -58,7 +58,6 @@ def bundle(tmp_path_factory):
     from neonet_core.phantom.cohort import generate_cohort
     from neonet_core.progress import set_default_mode
 
-    root = tmp_path_factory.mktemp("bundle")
     rng = np.random.default_rng(0)
     rows = ["case_id,image,tumor_mask"]
     for c in range(4):
@@ -72,9 +71,7 @@ def bundle(tmp_path_factory):
     cfg.seg.train.epochs, cfg.seg.train.batch_size, cfg.seg.train.lr, cfg.seg.train.device = 10, 1, 1e-2, "cpu"
     for section in (cfg.ae, cfg.ldm, cfg.controlnet, cfg.cls):
         section.train.epochs, section.train.batch_size, section.train.device = 1, 2, "cpu"
-    threads = torch.get_num_threads()
     set_default_mode("none")
-    torch.set_num_threads(2)
     try:
         out = train_seg(root / "ellipsoids.csv", cfg, root / "bundle", val_fraction=0.25)
         phantoms = generate_cohort(root / "phantoms", cases=6, positives=3, seed=3, size=(64, 64, 24), spacing=(2.5, 2.5, 4.0))
@@ -83,8 +80,20 @@ def bundle(tmp_path_factory):
         train_cls(phantoms, cfg, out, neogen=False)
     finally:
         set_default_mode("bar")
-        torch.set_num_threads(threads)
     return out
+
+
+@pytest.fixture(scope="session")
+def bundle(tmp_path_factory):
+    """The tiny bundle of :func:`tiny_bundle`, trained once per session on 2 threads."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        return tiny_bundle(tmp_path_factory.mktemp("bundle"))
+    finally:
+        torch.set_num_threads(threads)
 
 
 @pytest.fixture

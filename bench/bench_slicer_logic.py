@@ -24,42 +24,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "NeoNetSlicer"), str(ROOT / "Testing")]
 
 
-def tiny_bundle(folder: Path) -> Path:
-    """A full tiny bundle through the library's training functions (the test suite's recipe)."""
-    import numpy as np
-
-    from neonet_core.config import get_preset
-    from neonet_core.io import write_volume
-    from neonet_core.neocls.train import train_cls
-    from neonet_core.neogen.training import train_autoencoder, train_controlnet, train_ldm
-    from neonet_core.neoseg import train_seg
-    from neonet_core.phantom.cohort import generate_cohort
-    from neonet_core.progress import set_default_mode
-    from test_slicer_logic import ellipsoid_case
-
-    set_default_mode("none")
-    rng = np.random.default_rng(0)
-    rows = ["case_id,image,tumor_mask"]
-    for c in range(4):
-        image, mask = ellipsoid_case(rng)
-        write_volume(image, folder / f"case{c}.nii.gz")
-        write_volume(mask, folder / f"case{c}_tumour.nii.gz")
-        rows.append(f"case{c},case{c}.nii.gz,case{c}_tumour.nii.gz")
-    (folder / "ellipsoids.csv").write_text("\n".join(rows) + "\n")
-    cfg = get_preset("tiny")
-    cfg.seg.channels, cfg.seg.roi_size = (4, 8, 16), (16, 32, 32)
-    cfg.seg.train.epochs, cfg.seg.train.batch_size, cfg.seg.train.lr, cfg.seg.train.device = 10, 1, 1e-2, "cpu"
-    for section in (cfg.ae, cfg.ldm, cfg.controlnet, cfg.cls):
-        section.train.epochs, section.train.batch_size, section.train.device = 1, 2, "cpu"
-    bundle = train_seg(folder / "ellipsoids.csv", cfg, folder / "bundle", val_fraction=0.25)
-    phantoms = generate_cohort(folder / "phantoms", cases=6, positives=3, seed=3, size=(64, 64, 24), spacing=(2.5, 2.5, 4.0))
-    for train in (train_autoencoder, train_ldm, train_controlnet):
-        train(phantoms, cfg, bundle)
-    train_cls(phantoms, cfg, bundle, neogen=False)
-    set_default_mode("bar")
-    return bundle
-
-
 def logic_runs(bundle: Path, image_file: Path, seg_file: Path, repeats: int, device: str) -> list[dict]:
     from NeoNetSlicerLib.logic import NeoNetLogic
     from NeoNetSlicerLib.scene import load_segmentation, load_volume, standalone_scene
@@ -118,6 +82,8 @@ def main() -> int:
         if bundle is None:
             print("no --bundle and no demo bundle: training a tiny one with the library ...", flush=True)
             t = time.perf_counter()
+            from test_slicer_logic import tiny_bundle  # the test suite's recipe
+
             (work / "train").mkdir()
             bundle = tiny_bundle(work / "train")
             print(f"  trained in {time.perf_counter() - t:.1f} s", flush=True)

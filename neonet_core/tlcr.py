@@ -28,12 +28,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from neonet_core.errors import NoTumourFoundError
+from neonet_core.resample import resample_volume, sub_volume
 from neonet_core.volume import Volume
 
 BACKGROUND_PERCENTILE = 1.0
 _BACKGROUND_SAMPLE = 1_000_000  # at most about this many voxels go into the background percentile
-_MARGIN = 2  # voxels kept around the cube when slicing the source block
-_INTERPOLATORS = {"linear": "sitkLinear", "nearest": "sitkNearestNeighbor"}
 COMPONENT_MODES = ("largest", "all")
 
 
@@ -140,12 +139,6 @@ def _bbox(binary: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     return np.asarray(lo), np.asarray(hi)
 
 
-def _sub_volume(volume: Volume, array: np.ndarray, offset_kji) -> Volume:
-    """A Volume holding ``array`` placed at voxel ``offset_kji`` of ``volume``'s grid."""
-    origin = volume.index_to_physical(np.asarray(offset_kji, dtype=np.float64)[::-1])
-    return Volume(array, volume.spacing, origin, volume.direction, dict(volume.metadata))
-
-
 def component_sizes(labels: np.ndarray, count: int) -> np.ndarray:
     """Voxel count of each component 1..count of a label array ``(count,)`` int64.
 
@@ -182,7 +175,7 @@ def _tumour_component(mask: Volume, mode: str) -> tuple[Volume, np.ndarray]:
             block = block[sub_lo[0] : sub_hi[0] + 1, sub_lo[1] : sub_hi[1] + 1, sub_lo[2] : sub_hi[2] + 1]
             lo = lo + sub_lo
     block = np.ascontiguousarray(block, dtype=np.uint8)
-    return _sub_volume(mask, block, lo), lo
+    return sub_volume(mask, block, lo), lo
 
 
 def select_tumour_component(mask: Volume, mode: str = "largest") -> Volume:
@@ -202,8 +195,6 @@ def _on_grid(mask: Volume, image: Volume) -> Volume:
     """``mask`` on ``image``'s grid (nearest neighbour) unless it is already there."""
     if mask.same_grid(image):
         return mask
-    from neonet_core.resample import resample_volume
-
     return resample_volume(mask, image, "nearest", 0)
 
 
@@ -236,50 +227,6 @@ def background_value(volume: Volume) -> float:
     return float(np.percentile(sample, BACKGROUND_PERCENTILE))
 
 
-def _source_block(volume: Volume, reference: Volume) -> Volume | None:
-    """The part of ``volume`` that covers ``reference``'s extent (plus a margin), or None if disjoint."""
-    corners = volume.physical_to_index(reference.corners_physical())
-    lo_ijk = np.floor(corners.min(axis=0)).astype(int) - _MARGIN
-    hi_ijk = np.ceil(corners.max(axis=0)).astype(int) + _MARGIN
-    size = np.asarray(volume.size_ijk)
-    lo_ijk, hi_ijk = np.maximum(lo_ijk, 0), np.minimum(hi_ijk, size - 1)
-    if np.any(hi_ijk < lo_ijk):
-        return None
-    lo, hi = lo_ijk[::-1], hi_ijk[::-1]
-    block = volume.array[lo[0] : hi[0] + 1, lo[1] : hi[1] + 1, lo[2] : hi[2] + 1]
-    return _sub_volume(volume, block, lo)
-
-
-def resample_onto(volume: Volume, reference: Volume, interpolation: str, default_value: float, dtype) -> Volume:
-    """Resample ``volume`` onto ``reference``'s grid, reading only the block that covers it.
-
-    Returns a Volume of ``dtype`` (float32 or a mask dtype); points outside ``volume`` get ``default_value``.
-    """
-    import SimpleITK as sitk
-
-    if interpolation not in _INTERPOLATORS:
-        raise ValueError(f"interpolation must be one of {sorted(_INTERPOLATORS)}")
-    block = _source_block(volume, reference)
-    if block is None:
-        array = np.full(reference.array.shape, default_value, dtype=dtype)
-    else:
-        source = block.to_sitk()
-        pixel = sitk.sitkFloat32 if np.dtype(dtype) == np.float32 else source.GetPixelID()
-        out = sitk.Resample(
-            source,
-            [int(n) for n in reference.size_ijk],
-            sitk.Transform(),
-            getattr(sitk, _INTERPOLATORS[interpolation]),
-            reference.origin,
-            reference.spacing,
-            tuple(reference.direction.flatten()),
-            float(default_value),
-            pixel,
-        )
-        array = sitk.GetArrayFromImage(out).astype(dtype, copy=False)
-    return Volume(array, reference.spacing, reference.origin, reference.direction, dict(volume.metadata))
-
-
 def crop_patch(volume: Volume, roi: ROI, patch_size=32, interpolation: str = "linear", default_value: float = 0.0) -> Volume:
     """Resample ``volume`` inside ``roi`` onto the patch grid ``roi.patch_geometry(patch_size)``.
 
@@ -287,7 +234,7 @@ def crop_patch(volume: Volume, roi: ROI, patch_size=32, interpolation: str = "li
     Points outside ``volume`` get ``default_value``.
     """
     dtype = np.float32 if interpolation == "linear" else np.uint8
-    return resample_onto(volume, roi.patch_geometry(patch_size), interpolation, default_value, dtype)
+    return resample_volume(volume, roi.patch_geometry(patch_size), interpolation, default_value, dtype)
 
 
 def tlcr_crop(
@@ -342,4 +289,4 @@ def patch_to_volume(
     reference_grid = Volume(
         np.empty(reference.array.shape, dtype=np.uint8), reference.spacing, reference.origin, reference.direction
     )
-    return resample_onto(patch, reference_grid, interpolation, default_value, np.float32)
+    return resample_volume(patch, reference_grid, interpolation, default_value, np.float32)
