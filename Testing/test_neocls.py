@@ -44,20 +44,28 @@ def test_sdpa_matches_explicit_attention():
     assert torch.allclose(block(x), block(x, explicit=True), atol=1e-10)
 
 
-def test_pattennet_uses_deepest_encoder_features():
+def test_pattennet_encoder_depth_and_adapter_grid():
+    """encoder_blocks=0 takes the deepest features; the tiny default (2) takes full-resolution ones and
+    the adapter max-pools them to the deepest grid, so the DABs attend over the same grid either way."""
     torch.manual_seed(0)
     ae_cfg = AEConfig()
     ae = build_autoencoder(ae_cfg).eval()
-    net = PattenNet(ae_cfg, ClsConfig()).eval()
-    net.load_encoder(ae)
     x = torch.rand(2, 1, 16, 16, 16)
+    deepest = PattenNet(ae_cfg, ClsConfig(encoder_blocks=0)).eval()
+    deepest.load_encoder(ae)
+    shallow = PattenNet(ae_cfg, ClsConfig()).eval()
+    shallow.load_encoder(ae)
+    assert ClsConfig().encoder_blocks == 2
     with torch.no_grad():
-        assert torch.allclose(net.encode(x), encode_features(ae, x))
-        assert net.encode(x).shape == (2, ae_cfg.channels[-1], 4, 4, 4)
-        assert net(x).shape == (2,)
-    shallow = PattenNet(ae_cfg, ClsConfig(encoder_blocks=1))
-    assert shallow.encode(x).shape[2:] == (16, 16, 16)
+        assert torch.allclose(deepest.encode(x), encode_features(ae, x))
+        assert deepest.encode(x).shape == (2, ae_cfg.channels[-1], 4, 4, 4)
+        assert shallow.encode(x).shape == (2, ae_cfg.channels[0], 16, 16, 16)
+        for net in (deepest, shallow):
+            assert net.adapter(net.encode(x)).shape == (2, ClsConfig().adapter_channels, 4, 4, 4)
+            assert net(x).shape == (2,)
     assert len(PattenNet(ae_cfg, ClsConfig(num_dab=0)).dabs) == 0
+    with pytest.raises(ValueError, match="adapter_channels"):
+        PattenNet(ae_cfg, ClsConfig(adapter_channels=0))
 
 
 def _toy_patches(n=16, size=16, seed=0) -> PatchSet:

@@ -109,8 +109,12 @@ class ClsConfig:
     num_dab: int = 1  # dual attention blocks; 0 = no DAB (ablation)
     dab_reduction: int = 8  # query/key channels = C / this
     freeze_encoder: bool = True  # False = fine-tune the AE encoder too (ablation)
-    encoder_blocks: int = 0  # AE encoder blocks used; 0 = all before the latent projection (deepest features)
-    adapter_channels: int = 32  # 3x3x3 conv + GroupNorm + ReLU before the DABs (as in DANet); 0 = none
+    # AE encoder blocks used; 0 = all before the latent projection (the deepest features: the paper
+    # preset). Tiny uses 2 (conv_in + first residual block, full resolution): on the phantom, PattenNet
+    # on the deepest features of the minutes-trained CPU autoencoder did not fit its training set.
+    encoder_blocks: int = 2
+    adapter_channels: int = 32  # conv + BatchNorm + ReLU before the DABs (as in DANet); 0 = none
+    adapter_layers: int = 1  # such layers at the deepest grid, after the max-pool stages that reach it
     dropout: float = 0.2
     val_fraction: float = 0.2  # patients of the training set held out for best-model selection + threshold
     balance_loss: bool = True  # weight positives by n_neg / n_pos in the loss (1 once NeoGen balanced the classes)
@@ -118,7 +122,7 @@ class ClsConfig:
     rotate_deg: float = 10.0
     intensity_jitter: float = 0.1
     tta: bool = True  # predict: average the 8 flip variants, spread = uncertainty
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=30, batch_size=8, lr=1e-3, weight_decay=1e-4))
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=100, batch_size=8, lr=1e-3, weight_decay=1e-4))
 
 
 @dataclass
@@ -208,7 +212,7 @@ def _paper() -> NeoNetConfig:
         ldm=LDMConfig(channels=(64, 128, 256), attention_levels=(False, True, True), num_res_blocks=2, num_head_channels=32,
                       train=TrainConfig(epochs=500, batch_size=8, lr=1e-4)),
         controlnet=ControlNetConfig(conditioning_channels=(32, 64), train=TrainConfig(epochs=300, batch_size=8, lr=1e-4)),
-        cls=ClsConfig(num_dab=2, train=TrainConfig(epochs=100, batch_size=8, lr=3e-4, weight_decay=1e-4)),
+        cls=ClsConfig(num_dab=2, encoder_blocks=0, train=TrainConfig(epochs=100, batch_size=8, lr=3e-4, weight_decay=1e-4)),
     )
 
 

@@ -1,9 +1,11 @@
 """PattenNet: the frozen NeoGen autoencoder encoder, dual attention blocks, pooling and a head.
 
     patch (B, 1, D, H, W) in [0, 1]
-      -> AE encoder blocks (frozen by default; the deepest feature map before the latent
-         projection: (B, C_enc, D/4, H/4, W/4) for the 3-level presets)
-      -> adapter: 3x3x3 conv + GroupNorm + ReLU to ``adapter_channels`` (as DANet before its attention)
+      -> the first ``encoder_blocks`` AE encoder blocks, frozen by default (0 = all of them: the
+         deepest feature map before the latent projection, (B, C_enc, D/4, H/4, W/4) for the
+         3-level presets; the tiny preset stops after the first residual block, (B, 8, D, H, W))
+      -> adapter (:func:`build_adapter`): max-pool + conv + BatchNorm + ReLU down to the deepest
+         level's grid, then conv + BatchNorm + ReLU to ``adapter_channels`` (as DANet before its attention)
       -> ``num_dab`` x DualAttentionBlock3d
       -> global average + max pooling (B, 2C) -> dropout -> linear -> logit (B,);  p(PNI) = sigmoid
 
@@ -15,12 +17,34 @@ The same function serves the baselines (their last convolutional stage).
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from neonet_core.config import AEConfig, ClsConfig
 from neonet_core.neocls.dab import DualAttentionBlock3d
+
+
+def build_adapter(channels: int, downsample: int, width: int, layers: int) -> nn.Module:
+    """Encoder features (B, channels, d, h, w) -> (B, width, d / 2**downsample, ...).
+
+    ``downsample`` x [2x max-pool, 3x3x3 conv doubling the channels (at most ``width``), BatchNorm,
+    ReLU] bring shallower encoder features to the deepest level's grid, then ``layers`` x [3x3x3 conv
+    to ``width``, BatchNorm, ReLU]. ``width`` 0 = no adapter (identity).
+    """
+    if not width:
+        return nn.Identity()
+    modules = []
+    for _ in range(downsample):
+        nxt = min(2 * channels, width)
+        modules += [nn.MaxPool3d(2), nn.Conv3d(channels, nxt, 3, padding=1), nn.BatchNorm3d(nxt), nn.ReLU(inplace=True)]
+        channels = nxt
+    for _ in range(layers):
+        modules += [nn.Conv3d(channels, width, 3, padding=1), nn.BatchNorm3d(width), nn.ReLU(inplace=True)]
+        channels = width
+    return nn.Sequential(*modules)
 
 
 class PattenNet(nn.Module):
@@ -38,17 +62,11 @@ class PattenNet(nn.Module):
         self.frozen = cls_cfg.freeze_encoder
         if self.frozen:
             self.encoder.requires_grad_(False)
-        channels = self._encoder_channels(len(ae_cfg.channels))
-        if cls_cfg.adapter_channels:
-            groups = 8 if cls_cfg.adapter_channels % 8 == 0 else 1
-            self.adapter = nn.Sequential(
-                nn.Conv3d(channels, cls_cfg.adapter_channels, 3, padding=1),
-                nn.GroupNorm(groups, cls_cfg.adapter_channels),
-                nn.ReLU(inplace=True),
-            )
-            channels = cls_cfg.adapter_channels
-        else:
-            self.adapter = nn.Identity()
+        channels, downsample = self._encoder_output(len(ae_cfg.channels))
+        if downsample and not cls_cfg.adapter_channels:
+            raise ValueError("ClsConfig.adapter_channels must be > 0 when encoder_blocks stops above the deepest level")
+        self.adapter = build_adapter(channels, downsample, cls_cfg.adapter_channels, cls_cfg.adapter_layers)
+        channels = cls_cfg.adapter_channels or channels
         self.dabs = nn.ModuleList(DualAttentionBlock3d(channels, cls_cfg.dab_reduction) for _ in range(cls_cfg.num_dab))
         self.dropout = nn.Dropout(cls_cfg.dropout)
         self.head = nn.Linear(2 * channels, 1)
@@ -60,9 +78,12 @@ class PattenNet(nn.Module):
         return self.dabs[-1] if len(self.dabs) else self.adapter
 
     @torch.no_grad()
-    def _encoder_channels(self, levels: int) -> int:
+    def _encoder_output(self, levels: int) -> tuple[int, int]:
+        """(channels of the encoder output, stride-2 steps from its grid down to the deepest level's)."""
         side = 2 ** levels
-        return int(self.encode(torch.zeros(1, 1, side, side, side)).shape[1])
+        out = self.encode(torch.zeros(1, 1, side, side, side))
+        deepest = side // 2 ** (levels - 1)
+        return int(out.shape[1]), int(math.log2(out.shape[-1] // deepest))
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 1, D, H, W) -> encoder features (B, C_enc, d, h, w)."""
