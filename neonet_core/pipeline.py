@@ -44,7 +44,7 @@ def train_all(manifest, config="tiny", bundle_dir="bundle", resume: bool = False
         train_seg(manifest, cfg, bundle_dir, resume=(run / "checkpoint.pt").exists())
     train_neogen(Path(manifest), bundle_dir, cfg, generative=True, device=device)
     if not _has(bundle_dir, "cls"):
-        train_cls(manifest, cfg, bundle_dir, resume=True, device=device, neogen=True, cv_dir=cv_dir, model="pattennet")
+        train_cls(manifest, cfg, bundle_dir, resume=True, neogen=True, cv_dir=cv_dir, model="pattennet")
     return bundle_dir
 
 

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from neonet_core.cli.train import add_common_options, apply_overrides
 
-def _common(parser, bundle_help: str) -> None:
-    parser.add_argument("--manifest", type=Path, required=True, help="training manifest CSV (labels and tumour masks)")
-    parser.add_argument("--out", "--bundle", dest="bundle", type=Path, required=True, help=bundle_help)
-    parser.add_argument("--config", default="tiny", help="preset (tiny, paper) or JSON config file (default tiny)")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), help="training device (default: the config's, auto)")
-    parser.add_argument("--resume", action="store_true", help="continue an interrupted run in the same bundle")
+
+def _common(parser, out_help: str) -> None:
+    add_common_options(parser, out_help)
     parser.add_argument("--cv", type=Path, metavar="DIR", help="take the decision threshold (and CV metrics) from this `neonet cv` folder")
 
 
@@ -27,7 +25,6 @@ def add_train_parsers(train_subparsers) -> None:
     _common(cls, "bundle folder to add the classifier to")
     cls.add_argument("--model", choices=("pattennet", "densenet121", "resnet18"), help="classifier (default: the config's, pattennet)")
     cls.add_argument("--no-neogen", action="store_true", help="train on real patches only (no synthetic balancing)")
-    cls.add_argument("--epochs", type=int, help="override the config's classifier epochs")
     cls.set_defaults(func=run_cls)
 
     everything = train_subparsers.add_parser(
@@ -37,22 +34,28 @@ def add_train_parsers(train_subparsers) -> None:
         "cases), the NeoGen autoencoder, latent diffusion model and ControlNet, 1:1 balancing with synthetic "
         "patches, and PattenNet, with the decision threshold and the training-cohort summary. Resumable with --resume.",
     )
-    _common(everything, "bundle folder to create")
+    _common(everything, "bundle folder to create (--epochs, --seed and --device apply to every stage)")
     everything.set_defaults(func=run_all)
 
 
 def run_cls(args) -> int:
+    from neonet_core.config import load_config
     from neonet_core.neocls.train import train_cls
 
-    bundle = train_cls(args.manifest, args.config, args.bundle, args.resume, args.device, args.epochs,
-                       neogen=not args.no_neogen, cv_dir=args.cv, model=args.model)
+    config = load_config(args.config)
+    apply_overrides(config.cls.train, args)
+    bundle = train_cls(args.manifest, config, args.out, args.resume, neogen=not args.no_neogen, cv_dir=args.cv, model=args.model)
     print(f"classifier added to bundle {bundle}")
     return 0
 
 
 def run_all(args) -> int:
+    from neonet_core.config import load_config
     from neonet_core.pipeline import train_all
 
-    bundle = train_all(args.manifest, args.config, args.bundle, resume=args.resume, device=args.device, cv_dir=args.cv)
+    config = load_config(args.config)
+    for section in (config.seg, config.ae, config.ldm, config.controlnet, config.cls):
+        apply_overrides(section.train, args)
+    bundle = train_all(args.manifest, config, args.out, resume=args.resume, cv_dir=args.cv)
     print(f"bundle ready: {bundle} (try `neonet predict --bundle {bundle} --image IMAGE --out DIR`)")
     return 0

@@ -51,12 +51,13 @@ def _cv_threshold(cv_dir, model_name: str) -> tuple[float, dict]:
     return float(m["youden_pooled"]["threshold"]), {"folder": str(Path(cv_dir).resolve()), "model": model_name, **m}
 
 
-def train_cls(manifest, config="tiny", bundle_dir="bundle", resume: bool = False, device: str | None = None,
-              epochs: int | None = None, neogen: bool = True, cv_dir=None, model: str | None = None) -> Path:
+def train_cls(manifest, config="tiny", bundle_dir="bundle", resume: bool = False, neogen: bool = True,
+              cv_dir=None, model: str | None = None) -> Path:
     """Train the classifier on ``manifest`` and add it to ``bundle_dir``; returns the bundle folder.
 
-    PattenNet needs the bundle's ``autoencoder`` (``neonet train ae``); ``neogen`` needs its ``ldm``
-    and ``controlnet`` too. A bundle that already holds a classifier is refused unless ``resume``.
+    ``config.cls.train`` says how (device, epochs, seed: the command line's overrides are already
+    in it). PattenNet needs the bundle's ``autoencoder`` (``neonet train ae``); ``neogen`` needs its
+    ``ldm`` and ``controlnet`` too. A bundle that already holds a classifier is refused unless ``resume``.
     """
     from neonet_core.manifest import read_manifest
     from neonet_core.neocls.cv import _load_autoencoder, fold_synthetic
@@ -65,10 +66,6 @@ def train_cls(manifest, config="tiny", bundle_dir="bundle", resume: bool = False
     cfg = NeoNetConfig.from_dict(cfg.to_dict())
     if model:
         cfg.cls.model = model
-    if device is not None:
-        cfg.cls.train.device = device
-    if epochs is not None:
-        cfg.cls.train.epochs = epochs
     bundle_dir = Path(bundle_dir)
     info = read_or_new_bundle_info(bundle_dir, cfg.to_dict())
     if NETWORK in info.get("networks", {}) and not resume:
