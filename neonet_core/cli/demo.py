@@ -29,7 +29,7 @@ DEMO = {
         "ae": {"train": {"epochs": 8}},
         "ldm": {"sampling_steps": 10, "train": {"epochs": 10}},
         "controlnet": {"train": {"epochs": 4}},
-        "cls": {"train": {"epochs": 15}},
+        "cls": {"train": {"epochs": 60}},
     },
 }
 QUICK = {
