@@ -194,3 +194,16 @@ def test_crop_patch_fully_outside_is_default():
     patch = crop_patch(volume, ROI((500.0, 0, 0), 20.0), 8, "linear", -3.0)
     assert patch.array.shape == (8, 8, 8) and np.all(patch.array == -3.0)
     assert background_value(volume) == 1.0
+
+
+def test_tumour_smaller_than_a_patch_voxel_is_kept():
+    """A 1-voxel tumour on a 0.5 mm grid, cropped to 4 mm patch voxels: nearest-neighbour sampling
+    misses it, the tumour patch still marks the voxel at its centre."""
+    image = Volume(np.full((40, 40, 40), 100, np.int16), (0.5, 0.5, 0.5), (-10.0, -10.0, -10.0))
+    mask = np.zeros((40, 40, 40), np.uint8)
+    mask[21, 22, 23] = 1
+    result = tlcr_crop(image, image.with_array(mask), roi_mm=16.0, patch_size=4)
+    assert int(result.tumour_patch.array.sum()) == 1
+    k, j, i = np.argwhere(result.tumour_patch.array)[0]
+    centre = result.tumour_patch.index_to_physical(np.array([[i, j, k]], float))[0]
+    assert np.linalg.norm(centre - image.index_to_physical(np.array([[23, 22, 21]], float))[0]) <= 2 * np.sqrt(3)

@@ -237,6 +237,19 @@ def crop_patch(volume: Volume, roi: ROI, patch_size=32, interpolation: str = "li
     return resample_volume(volume, roi.patch_geometry(patch_size), interpolation, default_value, dtype)
 
 
+def _keep_small_tumour(patch: Volume, block: Volume) -> Volume:
+    """A tumour smaller than a patch voxel can fall between the nearest-neighbour samples: then mark
+    the patch voxel holding its centroid, so the tumour patch is never empty."""
+    if patch.array.any() or not block.array.any():
+        return patch
+    k, j, i = np.nonzero(block.array)
+    centre = block.index_to_physical(np.stack([i, j, k], 1).astype(float)).mean(0)
+    index = np.clip(np.rint(patch.physical_to_index(centre[None])[0]).astype(int), 0, np.asarray(patch.size_ijk) - 1)
+    array = patch.array.copy()
+    array[index[2], index[1], index[0]] = 1
+    return patch.with_array(array)
+
+
 def tlcr_crop(
     image: Volume,
     tumour: Volume,
@@ -255,7 +268,7 @@ def tlcr_crop(
     roi = _roi_for_block(block, roi_mm)
     background = background_value(image)
     image_patch = crop_patch(image, roi, patch_size, "linear", background)
-    tumour_patch = crop_patch(block, roi, patch_size, "nearest", 0)
+    tumour_patch = _keep_small_tumour(crop_patch(block, roi, patch_size, "nearest", 0), block)
     anatomy_patch = None
     if anatomy is not None:
         anatomy_patch = crop_patch(_on_grid(anatomy, image), roi, patch_size, "nearest", 0)
