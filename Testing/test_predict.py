@@ -107,3 +107,23 @@ def test_no_mask_and_no_neoseg_is_a_clear_error(bundle):
 
     with pytest.raises(BundleError, match="no NeoSeg network"):
         predict_case(read_volume(IMAGE), None, bundle, device="cpu")
+
+
+def test_shipped_demo_bundle_loads_and_predicts_the_sample_case():
+    """Resources/Models/neonet-demo must follow the code's network definitions (rebuild it with
+    Resources/Models/make_demo_bundle.py when they change) and localise + classify the sample case."""
+    from pathlib import Path
+
+    from neonet_core.bundle import load_bundle
+
+    root = Path(__file__).resolve().parents[1]
+    bundle = root / "Resources" / "Models" / "neonet-demo"
+    sample = root / "NeoNetSlicer" / "Resources" / "SampleData"
+    assert set(load_bundle(bundle).networks) == {"seg", "autoencoder", "ldm", "controlnet", "cls"}
+    image = read_volume(sample / "NeoNetPhantom.nrrd")
+    with_mask = predict_case(image, read_mask_on_image(sample / "NeoNetPhantom_tumour.seg.nrrd", image), bundle, device="cpu")
+    found = predict_case(image, None, bundle, device="cpu")
+    assert with_mask.tumour_source == "user" and found.tumour_source == "neoseg"
+    assert 0.0 <= with_mask.probability <= 1.0 and 0.0 <= found.probability <= 1.0
+    # NeoSeg's ROI lands on the user's tumour
+    assert np.linalg.norm(np.subtract(found.roi.center, with_mask.roi.center)) < 10.0
