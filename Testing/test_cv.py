@@ -140,6 +140,7 @@ def test_cv_end_to_end_beats_chance_and_resumes(tmp_path):
     assert metrics["pooled_auc"] > 0.75, metrics
     text = report.read_text()
     assert "pooled out-of-fold AUC" in text and "best single fold (optimistic)" in text
+    assert "## Settings" in text and "- Classifiers: 12 epochs" in text
     assert (out / "roc.png").stat().st_size > 1000
     # leakage audit from the files: validation cases never trained on, synthetic from training cases only
     plan = json.loads((out / "cv_plan.json").read_text())

@@ -195,8 +195,34 @@ def _markdown(plan: dict, results: dict, metrics: dict, comparisons: list[dict])
     missing = {k: v for k, v in missing.items() if v}
     if missing:
         lines += ["## Incomplete", "", *[f"- {k}: folds {v} not finished (rerun `neonet cv` with the same --out to resume)" for k, v in missing.items()], ""]
+    lines += _settings(plan["config"], results)
     lines += ["Files: `oof_predictions.csv` (one row per model and case), `metrics.json`, `roc.png`, `fold_k/<model>/result.json`.", ""]
     return "\n".join(lines)
+
+
+def _settings(config: dict, results: dict) -> list[str]:
+    """The training settings and the mean training-set composition per model (report section)."""
+    pre, cls = config.get("preprocess", {}), config.get("cls", {})
+    epochs = {k: config.get(k, {}).get("train", {}).get("epochs") for k in ("ae", "ldm", "controlnet", "cls")}
+    lines = [
+        "## Settings",
+        "",
+        f"- TLCR: {pre.get('roi_mm')} mm cube, {pre.get('patch_size')}^3 voxels per patch.",
+        f"- NeoGen epochs: autoencoder {epochs['ae']}, LDM {epochs['ldm']}, ControlNet {epochs['controlnet']}.",
+        f"- Classifiers: {epochs['cls']} epochs, batch {cls.get('train', {}).get('batch_size')}, lr {cls.get('train', {}).get('lr')}, "
+        f"augmentation {'on' if cls.get('augment') else 'off'} (flips, +/-{cls.get('rotate_deg')} deg, +/-{cls.get('intensity_jitter')} "
+        f"gain/offset, real patches only); best epoch by inner-validation AUC. PattenNet: {cls.get('encoder_blocks') or 'all'} frozen "
+        f"encoder block(s), {cls.get('num_dab')} DAB(s).",
+        "",
+        "| model | mean training patches per fold: real + synthetic (PNI+ / PNI- in all) | inner validation |",
+        "| --- | --- | --- |",
+    ]
+    for name, rs in sorted(results.items()):
+        t = [r["train"] for r in rs]
+        mean = {k: np.mean([x[k] for x in t]) for k in ("real", "synthetic", "positive", "negative", "inner_val")}
+        lines.append(f"| {name} | {mean['real']:.0f} + {mean['synthetic']:.0f} ({mean['positive']:.0f} / "
+                     f"{mean['negative']:.0f}) | {mean['inner_val']:.0f} |")
+    return lines + [""]
 
 
 def write_report(out_dir, n_boot: int = 2000) -> Path:
