@@ -79,7 +79,7 @@ class PattenNet(nn.Module):
 
     @torch.no_grad()
     def _encoder_output(self, levels: int) -> tuple[int, int]:
-        """(channels of the encoder output, stride-2 steps from its grid down to the deepest level's)."""
+        """(channels of the encoder output, 2x downsamplings from its grid to the deepest level's grid)."""
         side = 2 ** levels
         out = self.encode(torch.zeros(1, 1, side, side, side))
         deepest = side // 2 ** (levels - 1)
