@@ -32,7 +32,7 @@ def test_two_gloo_ranks_stay_identical_and_resume_in_one_process(tmp_path):
 
     # The checkpoint written by rank 0 resumes in a plain single process, to more epochs.
     stage = RegressionStage()
-    result = Trainer(stage, Pairs(), None, _cfg(epochs=3, device="cpu"), tmp_path / "run").fit(resume=True)
+    result = Trainer(stage, Pairs(), None, _cfg(epochs=3), tmp_path / "run", device="cpu").fit(resume=True)
     assert result.steps == 3 * 8
     for key, value in stage.net.state_dict().items():
         assert not torch.equal(value, rank0[key])  # it trained on from the DDP weights

@@ -3,23 +3,42 @@
 Stages differ only in model, loss and data: a :class:`Stage` says which networks it owns, which
 optimisers it needs and how one batch turns into losses; :class:`Trainer` does the rest in one
 loop you can read top to bottom: device, bf16 autocast on CUDA, deterministic per-step seeding,
-gradient clipping, validation with best-model selection, atomic checkpoints and ``--resume``,
-progress bar / JSON lines, and DistributedDataParallel under ``torchrun``.
+gradient clipping, learning-rate warm-up and cosine decay, weight EMA, validation, the choice of
+published weights (best validation score or final), atomic checkpoints and ``--resume``, progress
+bar / JSON lines, and DistributedDataParallel under ``torchrun``.
 
 Determinism: before step ``s`` the global torch RNG is seeded from ``(seed, s)`` and the batch
-order of every epoch is a permutation drawn from ``(seed, epoch)``. A run resumed from a
-checkpoint therefore sees exactly the batches and random numbers of an uninterrupted run.
+order of every epoch is a permutation drawn from ``(seed, epoch)``. The learning rate of step ``s``
+is a pure function of ``s`` and the run's planned length (:func:`lr_factor`), and the EMA weights
+travel in the checkpoint. A run resumed from a checkpoint therefore sees exactly the batches,
+random numbers, learning rates and averages of an uninterrupted run (bit for bit on one device).
 
-Run folder layout (``out_dir``): ``checkpoint.pt`` (latest full state, weights-only loadable),
-``best.safetensors`` / ``last.safetensors`` (network weights, keys ``<network>.<param>``),
-``history.jsonl`` (one line per logged step / validation), ``train_config.json``.
+Weight EMA (``ema_decay > 0``): every trainable network has an exponential moving average of its
+parameters and buffers (BatchNorm statistics included), updated after every optimiser step. The
+EMA weights are the ones validated and the ones written to every ``*.safetensors`` file; the raw
+(live) weights are kept only in ``checkpoint.pt``.
+
+Run folder layout (``out_dir``):
+
+- ``best.safetensors``: **the published weights, the file stages load** (also
+  ``TrainResult.weights``). With ``select="best"`` (default) the weights of the best validation
+  score; with ``select="final"`` the weights at the end of the run (validation still runs and is
+  logged). When the stage has no validation data it is the final weights either way. EMA weights
+  when ``ema_decay > 0``. Keys ``<network>.<param>``, read with :func:`load_weights`.
+- ``last.safetensors``: the weights at the end of the run (EMA weights when EMA is on).
+- ``checkpoint.pt``: latest full state (raw weights, EMA, optimisers; weights-only loadable).
+- ``history.jsonl``: one JSON line per logged step / validation; read it with :func:`read_history`
+  (a line torn by a kill is skipped, and dropped on ``--resume``).
+- ``train_config.json``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -28,6 +47,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from neonet_core.device import resolve_device
 from neonet_core.distributed import barrier, init_distributed, rank_world
 from neonet_core.errors import NeoNetError
 from neonet_core.fileio import atomic_path, remove_stale_temporaries, write_text_atomic
@@ -43,13 +63,56 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 0.0
     grad_clip: float | None = 1.0
-    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     amp: bool = True  # bf16 autocast, on CUDA only
     seed: int = 0
     val_every_epochs: int = 1
     checkpoint_every: int = 50  # steps
     num_workers: int = 0
     log_every: int = 10  # steps between history lines
+    # learning rate of step s = lr * lr_factor(s, total steps): "constant" | "cosine" (to 0 at the end),
+    # after a linear warm-up over warmup_steps (or warmup_fraction of the run; set one of the two)
+    lr_schedule: str = "constant"
+    warmup_steps: int = 0
+    warmup_fraction: float = 0.0
+    ema_decay: float = 0.0  # weight EMA per optimiser step (e.g. 0.99-0.999); 0 = off
+    select: str = "best"  # published weights: "best" (validation score) | "final" (end of the run)
+
+    def __post_init__(self):
+        self.check()
+
+    def check(self) -> None:
+        """Raise ValueError naming the field for an invalid schedule / EMA / select setting."""
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, not {self.lr_schedule!r}")
+        if self.select not in SELECT_MODES:
+            raise ValueError(f"select must be one of {SELECT_MODES}, not {self.select!r}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1), not {self.ema_decay}")
+        if not 0.0 <= self.warmup_fraction < 1.0 or self.warmup_steps < 0:
+            raise ValueError(f"warmup_fraction must be in [0, 1) and warmup_steps >= 0 (got {self.warmup_fraction}, {self.warmup_steps})")
+        if self.warmup_steps and self.warmup_fraction:
+            raise ValueError("set warmup_steps or warmup_fraction, not both")
+
+
+LR_SCHEDULES = ("constant", "cosine")
+SELECT_MODES = ("best", "final")
+
+
+def lr_factor(cfg: TrainConfig, step: int, total_steps: int) -> float:
+    """Multiplier of ``cfg.lr`` for optimiser step ``step`` (0-based) of a run of ``total_steps``.
+
+    Warm-up of ``W`` steps: ``(step + 1) / W`` for ``step < W`` (the first step is not wasted at 0,
+    step ``W - 1`` reaches 1). Then "constant" stays at 1 and "cosine" falls as
+    ``0.5 * (1 + cos(pi * (step - W) / (total_steps - W)))``: 1 at ``step == W``, ~0 at the last step.
+    """
+    warmup = cfg.warmup_steps or int(round(cfg.warmup_fraction * total_steps))
+    warmup = min(warmup, max(total_steps - 1, 0))
+    if step < warmup:
+        return (step + 1) / warmup
+    if cfg.lr_schedule == "constant":
+        return 1.0
+    progress = min((step - warmup) / max(total_steps - warmup, 1), 1.0)
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 class Stage:
@@ -85,22 +148,6 @@ class Stage:
     def validate(self, batches: Iterable[dict[str, torch.Tensor]]) -> dict[str, float]:
         """Validation metrics; the key ``"score"`` (higher is better) selects the best model."""
         return {}
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    """"auto" -> cuda if available, else mps, else cpu; explicit names are checked."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise NeoNetError(f"device {name!r} requested but CUDA is not available on this machine")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise NeoNetError(f"device {name!r} requested but Apple MPS is not available on this machine")
-    return device
 
 
 def step_seed(seed: int, step: int) -> int:
@@ -151,25 +198,32 @@ class TrainResult:
     best_score: float | None
     last_metrics: dict[str, float]
     out_dir: Path
+    selected_step: int = 0  # the step whose weights were published (best_step or the last step)
+    weights: Path | None = None  # the published weights: out_dir / "best.safetensors"
 
 
 class Trainer:
     """Train ``stage`` on ``train_set`` (a map-style dataset of sample dicts), validating on ``val_set``."""
 
-    def __init__(self, stage: Stage, train_set, val_set, cfg: TrainConfig, out_dir: str | Path):
+    def __init__(self, stage: Stage, train_set, val_set, cfg: TrainConfig, out_dir: str | Path, device: str | torch.device = "auto"):
         if len(train_set) == 0:
             raise NeoNetError(f"stage {stage.name}: the training set is empty")
         self.stage, self.train_set, self.val_set, self.cfg = stage, train_set, val_set, cfg
         self.out_dir = Path(out_dir)
-        init_distributed(cfg.device)
+        device = resolve_device(device)
+        init_distributed(device.type)
         self.rank, self.world = rank_world()
-        self.device = _rank_device(resolve_device(cfg.device), self.rank)
+        self.device = _rank_device(device, self.rank)
         self.steps_per_epoch = len(epoch_batches(len(train_set), cfg.batch_size, cfg.seed, 0))
         self.total_steps = self.steps_per_epoch * cfg.epochs
+        self.schedule_steps = self.total_steps  # the planned length the lr schedule spans
+        cfg.check()
         for net in stage.networks().values():
             net.to(self.device)
         self.nets = {**self.stage.networks(), **self._wrap_trainable()}
         self.opts = stage.optimizers(cfg)
+        self.base_lrs = {n: [g["lr"] for g in o.param_groups] for n, o in self.opts.items()}
+        self.emas = self._build_emas()
         self.step = 0
         self.best_score: float | None = None
         self.best_step = 0
@@ -177,7 +231,7 @@ class Trainer:
 
     # --- the loop -------------------------------------------------------------------------
     def fit(self, resume: bool = False) -> TrainResult:
-        """Run (or resume) training to ``epochs``; returns where the best weights are."""
+        """Run (or resume) training to ``epochs``; ``TrainResult.weights`` is the published weights file."""
         self._prepare_out_dir(resume)
         cfg, is_main = self.cfg, self.rank == 0
         with Progress(self.total_steps, self.stage.name, mode=None if is_main else "none") as bar:
@@ -195,15 +249,22 @@ class Trainer:
                         self._validate()
                     if self.step % cfg.checkpoint_every == 0 or self.step == self.total_steps:
                         self._save_checkpoint()
+        publish_last = cfg.select == "final" or self.best_score is None  # no validation data: the last weights
         if is_main:
             self._save_weights(self.out_dir / "last.safetensors")
-            if self.best_score is None:  # no validation data: the last weights are the best
+            if publish_last:
                 self._save_weights(self.out_dir / "best.safetensors")
         barrier()
-        return TrainResult(self.step, self.best_step, self.best_score, self.last_metrics, self.out_dir)
+        selected = self.step if publish_last else self.best_step
+        return TrainResult(self.step, self.best_step, self.best_score, self.last_metrics, self.out_dir,
+                           selected, self.out_dir / "best.safetensors")
 
     def _train_step(self, batch) -> dict[str, float]:
         torch.manual_seed(step_seed(self.cfg.seed, self.step))
+        factor = lr_factor(self.cfg, self.step, self.schedule_steps)
+        for name, opt in self.opts.items():
+            for group, base_lr in zip(opt.param_groups, self.base_lrs[name]):
+                group["lr"] = base_lr * factor
         for net in self.stage.trainable_networks().values():
             net.train()
         with self._autocast():
@@ -217,7 +278,11 @@ class Trainer:
             if self.cfg.grad_clip:
                 torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], self.cfg.grad_clip)
             opt.step()
-        return {**{f"loss_{k}" if len(losses) > 1 else "loss": float(v.detach()) for k, v in losses.items()}, **metrics}
+        trainable = self.stage.trainable_networks()
+        for name, ema in self.emas.items():
+            ema.update_parameters(trainable[name])
+        losses = {f"loss_{k}" if len(losses) > 1 else "loss": float(v.detach()) for k, v in losses.items()}
+        return {**losses, **metrics, "lr": next(iter(self.opts.values())).param_groups[0]["lr"]}
 
     def _validate(self) -> None:
         if self.val_set is None or len(self.val_set) == 0:
@@ -225,7 +290,7 @@ class Trainer:
         for net in self.stage.networks().values():
             net.eval()
         batches = [list(range(i, min(i + self.cfg.batch_size, len(self.val_set)))) for i in range(0, len(self.val_set), self.cfg.batch_size)]
-        with torch.no_grad(), self._autocast():
+        with torch.no_grad(), self._autocast(), self._ema_weights():
             metrics = self.stage.validate(to_device(b, self.device) for b in iterate(self.val_set, batches))
         self.last_metrics = {k: float(v) for k, v in metrics.items()}
         score = self.last_metrics.get("score")
@@ -234,7 +299,8 @@ class Trainer:
             emit("validation", stage=self.stage.name, step=self.step, **self.last_metrics)
             if score is not None and (self.best_score is None or score > self.best_score):
                 self.best_score, self.best_step = score, self.step
-                self._save_weights(self.out_dir / "best.safetensors")
+                if self.cfg.select == "best":
+                    self._save_weights(self.out_dir / "best.safetensors")
 
     # --- state ----------------------------------------------------------------------------
     def _prepare_out_dir(self, resume: bool) -> None:
@@ -263,6 +329,7 @@ class Trainer:
             "last_metrics": self.last_metrics,
             "networks": {n: m.state_dict() for n, m in self.stage.networks().items()},
             "optimizers": {n: o.state_dict() for n, o in self.opts.items()},
+            "ema": {n: e.state_dict() for n, e in self.emas.items()},
         }
         with atomic_path(self.out_dir / "checkpoint.pt") as tmp:
             torch.save(state, tmp)
@@ -273,32 +340,81 @@ class Trainer:
             net.load_state_dict(state["networks"][name])
         for name, opt in self.opts.items():
             opt.load_state_dict(state["optimizers"][name])
+        for name, ema in self.emas.items():  # a checkpoint without EMA (it was off): the average starts now
+            if name in state.get("ema", {}):
+                ema.load_state_dict(state["ema"][name])
         self.step, self.best_step = int(state["step"]), int(state["best_step"])
         self.best_score, self.last_metrics = state["best_score"], dict(state["last_metrics"])
         self._truncate_history()
 
     def _truncate_history(self) -> None:
-        """Drop history lines written after the checkpoint we resume from (a killed run's tail)."""
+        """Drop history lines written after the checkpoint we resume from (a killed run's tail),
+        and any line a kill (or a full disk) left half-written."""
         path = self.out_dir / "history.jsonl"
         if self.rank != 0 or not path.exists():
             return
-        kept = [line for line in path.read_text(encoding="utf-8").splitlines() if line and json.loads(line)["step"] <= self.step]
-        write_text_atomic(path, "".join(line + "\n" for line in kept))
+        kept = [record for record in read_history(path) if record["step"] <= self.step]
+        write_text_atomic(path, "".join(json.dumps(record) + "\n" for record in kept))
 
     def _save_weights(self, path: Path) -> None:
         from safetensors.torch import save_file
 
+        nets = {**self.stage.networks(), **{name: ema.module for name, ema in self.emas.items()}}
         tensors = {
             f"{name}.{key}": value.detach().cpu().contiguous()
-            for name, net in self.stage.networks().items()
+            for name, net in nets.items()
             for key, value in net.state_dict().items()
         }
         with atomic_path(path) as tmp:
             save_file(tensors, str(tmp))
 
     def _log(self, record: dict) -> None:
-        with open(self.out_dir / "history.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps(record, default=float) + "\n")
+        """Append one line with a single O_APPEND write: a kill leaves the line whole or absent
+        (a power cut or full disk can still tear it; :func:`read_history` and resume skip such a line)."""
+        data = (json.dumps(record, default=float) + "\n").encode("utf-8")
+        fd = os.open(self.out_dir / "history.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+
+    # --- weight EMA -----------------------------------------------------------------------------
+    def _build_emas(self) -> dict[str, nn.Module]:
+        """An EMA (``AveragedModel``, parameters and buffers) of every trainable network with gradients."""
+        if not self.cfg.ema_decay:
+            return {}
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        ema_update = get_ema_multi_avg_fn(self.cfg.ema_decay)
+
+        def update(averaged, current, n_averaged):
+            if averaged[0].is_floating_point() or averaged[0].is_complex():
+                ema_update(averaged, current, n_averaged)
+            else:  # integer buffers (BatchNorm's num_batches_tracked) follow the live network
+                for a, c in zip(averaged, current):
+                    a.copy_(c)
+
+        emas = {}
+        for name, net in self.stage.trainable_networks().items():
+            if any(p.requires_grad for p in net.parameters()):
+                emas[name] = AveragedModel(net, multi_avg_fn=update, use_buffers=True)
+                emas[name].module.requires_grad_(False)
+        return emas
+
+    @contextmanager
+    def _ema_weights(self):
+        """Inside, the trainable networks hold their EMA weights; afterwards their own, bit for bit."""
+        live = self.stage.trainable_networks()
+        saved = {n: {k: v.detach().clone() for k, v in live[n].state_dict().items()} for n in self.emas}
+        for name, ema in self.emas.items():
+            live[name].load_state_dict(ema.module.state_dict())
+        try:
+            yield
+        finally:
+            for name, state in saved.items():
+                live[name].load_state_dict(state)
 
     # --- devices and DDP ---------------------------------------------------------------------
     def _autocast(self):
@@ -328,6 +444,20 @@ def load_weights(path: str | Path, networks: dict[str, nn.Module]) -> None:
         net.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
 
 
+def read_history(path: str | Path) -> list[dict]:
+    """The records of a run's ``history.jsonl``, skipping lines that are not whole JSON records
+    (the torn last line of a killed run)."""
+    records = []
+    for line in Path(path).read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("step"), int):
+            records.append(record)
+    return records
+
+
 def _rank_device(device: torch.device, rank: int) -> torch.device:
     if device.type == "cuda" and device.index is None and rank_world()[1] > 1:
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
@@ -344,8 +474,9 @@ __all__ = [
     "Stage",
     "Trainer",
     "TrainResult",
-    "resolve_device",
     "load_weights",
+    "read_history",
+    "lr_factor",
     "steps_for",
     "epoch_batches",
     "collate",

@@ -20,7 +20,7 @@ def main():
     out, epochs, resume = Path(sys.argv[1]), int(sys.argv[2]), "--resume" in sys.argv
     set_default_mode("json" if "--json" in sys.argv else "none")
     stage = RegressionStage()
-    trainer = Trainer(stage, Pairs(), None, _cfg(epochs=epochs, device="cpu"), out)
+    trainer = Trainer(stage, Pairs(), None, _cfg(epochs=epochs), out, device="cpu")
     trainer.fit(resume=resume)
     from safetensors.torch import save_file
 
