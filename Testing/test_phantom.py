@@ -203,3 +203,36 @@ def test_cli_exit_codes(tmp_path, capsys):
     assert "difficulty" in capsys.readouterr().err
     assert main(["--progress", "none", "phantom", "--out", str(tmp_path / "b2"), "--cases", "3", "--positives", "5"]) == 1
     assert not (tmp_path / "bad").exists() and not (tmp_path / "b2").exists()
+
+
+def test_cohort_is_published_whole_or_not_at_all(tmp_path, monkeypatch):
+    import os
+
+    import neonet_core.phantom.cohort as cohort_module
+
+    real = cohort_module.generate_case
+
+    def failing(index, *args, **kwargs):
+        if index == 1:
+            raise RuntimeError("disk full")
+        return real(index, *args, **kwargs)
+
+    monkeypatch.setattr(cohort_module, "generate_case", failing)
+    with pytest.raises(RuntimeError, match="disk full"):
+        generate_cohort(tmp_path / "c", cases=3, positives=1, seed=0, **TINY)
+    assert list(tmp_path.iterdir()) == []  # neither the folder nor a partial one
+    monkeypatch.setattr(cohort_module, "generate_case", real)
+    manifest = generate_cohort(tmp_path / "c", cases=3, positives=1, seed=0, **TINY)
+    assert [p.name for p in tmp_path.iterdir()] == ["c"]
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "c").stat().st_mode & 0o777 == 0o777 & ~mask  # an ordinary folder, not a private temp one
+    assert len(read_manifest(manifest)) == 3
+
+
+def test_refuses_an_incomplete_phantom_of_an_older_version(tmp_path):
+    out = tmp_path / "c"
+    generate_cohort(out, cases=2, positives=1, seed=0, **TINY)
+    (out / "manifest.csv").unlink()
+    with pytest.raises(InputError, match="incomplete phantom"):
+        generate_cohort(out, cases=2, positives=1, seed=0, **TINY)

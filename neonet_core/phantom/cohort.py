@@ -13,8 +13,12 @@ Layout of ``out_dir``::
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -30,6 +34,9 @@ from neonet_core.progress import Progress
 MANIFEST_NAME = "manifest.csv"
 PARAMS_NAME = "phantom.json"
 README_NAME = "README.md"
+_umask = os.umask(0)
+os.umask(_umask)
+_DIR_MODE = 0o777 & ~_umask
 LABEL_STREAM = 1  # SeedSequence spawn key of the label shuffle (cases use entropy [seed, index])
 
 
@@ -62,15 +69,16 @@ def _settings(cases: int, positives: int, seed: int, params: PhantomParams) -> d
             "positives": int(positives), "seed": int(seed), **params.to_dict()}
 
 
-def check_output_dir(out_dir: Path, settings: dict) -> None:
-    """Accept a missing or empty folder, or a previous phantom output with the same ``settings``.
+def check_output_dir(out_dir: Path, settings: dict) -> bool:
+    """Accept a missing or empty folder (returns False), or a previous phantom output with the same
+    ``settings`` (returns True: it is complete, since phantoms are published whole).
 
     Anything else raises :class:`InputError`: a phantom is never mixed into other files.
     """
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(out_dir, "is a file, not a folder; choose a new folder for the phantom")
     if not out_dir.exists() or not any(out_dir.iterdir()):
-        return
+        return False
     params_file = out_dir / PARAMS_NAME
     if not params_file.is_file():
         raise InputError(out_dir, "folder is not empty and is not a phantom output; choose an empty or new folder")
@@ -81,6 +89,44 @@ def check_output_dir(out_dir: Path, settings: dict) -> None:
     if previous != settings:
         changed = sorted(k for k in set(previous) | set(settings) if previous.get(k) != settings.get(k))
         raise InputError(out_dir, f"holds a phantom made with other parameters ({', '.join(changed)} differ); choose a new folder")
+    if not (out_dir / MANIFEST_NAME).is_file():
+        raise InputError(out_dir, f"holds an incomplete phantom (no {MANIFEST_NAME}; left by an older version); "
+                                  "delete the folder or choose a new one")
+    return True
+
+
+def publish_cohort(out_dir: str | Path, settings: dict, write: Callable[[Path], None]) -> Path:
+    """Publish a phantom folder all-or-nothing and return the path of its ``manifest.csv``.
+
+    ``write(folder)`` fills a private temporary folder beside ``out_dir`` (cases, README, ...); this
+    adds ``phantom.json`` (``settings``) and the temporary folder becomes ``out_dir`` with one rename.
+    ``out_dir`` holding the same phantom already: returned as is. On any error the temporary folder is
+    removed and ``out_dir`` is untouched; two runs into one folder cannot both publish.
+    """
+    out_dir = Path(out_dir)
+    if check_output_dir(out_dir, settings):
+        return out_dir / MANIFEST_NAME
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    # resolved, so that manifest paths written relative to it stay right after the rename
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent)).resolve()
+    try:
+        os.chmod(tmp, _DIR_MODE)  # as a plain mkdir would make it (mkdtemp makes it private)
+        write(tmp)
+        if not (tmp / MANIFEST_NAME).is_file():
+            raise RuntimeError(f"phantom writer left no {MANIFEST_NAME} in {tmp}")
+        write_text_atomic(tmp / PARAMS_NAME, json.dumps(settings, indent=2) + "\n")
+        try:
+            os.rename(tmp, out_dir)  # POSIX: replaces a missing or empty folder, fails on a non-empty one
+        except OSError:
+            if out_dir.is_dir() and not any(out_dir.iterdir()):  # Windows will not rename onto an empty folder
+                out_dir.rmdir()
+                os.rename(tmp, out_dir)
+            else:
+                raise InputError(out_dir, "another run published into this folder meanwhile; choose a new folder") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir / MANIFEST_NAME
 
 
 def write_case(out_dir: Path, index: int, cases: int, seed: int, label: int, params: PhantomParams) -> Case:
@@ -92,6 +138,26 @@ def write_case(out_dir: Path, index: int, cases: int, seed: int, label: int, par
     write_volume(case.tumour, files["tumor_mask"])
     write_volume(case.anatomy, files["anatomy_mask"])
     return Case(cid, files["image"], files["tumor_mask"], files["anatomy_mask"], int(label), cid)
+
+
+def run_jobs(job: Callable, args: list[tuple], workers: int, stage: str = "phantom", initializer=None, initargs=()) -> list:
+    """``[job(*a) for a in args]`` with a progress bar, in ``workers`` processes when > 1 (results in
+    the order of ``args``); ``initializer(*initargs)`` prepares each worker process (and this one)."""
+    results: list = [None] * len(args)
+    with Progress(len(args), stage) as progress:
+        if workers <= 1:
+            if initializer is not None:
+                initializer(*initargs)
+            for n, a in enumerate(args):
+                results[n] = job(*a)
+                progress.update(1)
+        else:
+            with ProcessPoolExecutor(max_workers=workers, initializer=initializer, initargs=initargs) as pool:
+                futures = {pool.submit(job, *a): n for n, a in enumerate(args)}
+                for future in as_completed(futures):
+                    results[futures[future]] = future.result()
+                    progress.update(1)
+    return results
 
 
 def generate_cohort(
@@ -107,28 +173,16 @@ def generate_cohort(
     """Write a phantom cohort into ``out_dir`` and return the path of its ``manifest.csv``.
 
     Case ``i`` depends only on ``(seed, i, label, size, spacing, difficulty)``, so ``workers`` > 1
-    (processes) gives identical files. Refuses a non-empty folder that is not the same phantom.
+    (processes) gives identical files. The folder is published whole (:func:`publish_cohort`); a
+    folder holding the same phantom is reused, any other non-empty folder refused.
     """
-    out_dir = Path(out_dir)
     params = PhantomParams(tuple(size), tuple(spacing), difficulty)
     labels = cohort_labels(cases, positives, seed)
     settings = _settings(cases, positives, seed, params)
-    check_output_dir(out_dir, settings)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out_dir / PARAMS_NAME, json.dumps(settings, indent=2) + "\n")
 
-    rows: list[Case] = []
-    with Progress(cases, "phantom") as progress:
-        if workers <= 1:
-            for i in range(cases):
-                rows.append(write_case(out_dir, i, cases, seed, int(labels[i]), params))
-                progress.update(1)
-        else:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
-                futures = [pool.submit(write_case, out_dir, i, cases, seed, int(labels[i]), params) for i in range(cases)]
-                for future in as_completed(futures):
-                    rows.append(future.result())
-                    progress.update(1)
-    rows.sort(key=lambda c: c.case_id)
-    write_text_atomic(out_dir / README_NAME, readme_text(settings, params))
-    return write_manifest(rows, out_dir / MANIFEST_NAME, overwrite=True)
+    def write(folder: Path) -> None:
+        rows = run_jobs(write_case, [(folder, i, cases, seed, int(labels[i]), params) for i in range(cases)], workers)
+        write_text_atomic(folder / README_NAME, readme_text(settings, params))
+        write_manifest(rows, folder / MANIFEST_NAME)
+
+    return publish_cohort(out_dir, settings, write)

@@ -20,17 +20,22 @@ class Grid:
     """A voxel grid with identity direction, centred on the origin of the anatomy frame.
 
     ``shape`` is ``(nz, ny, nx)``; ``spacing`` is ``(si, sj, sk)`` mm; ``rotation`` (3x3) maps
-    anatomy-frame vectors to grid (world) vectors.
+    anatomy-frame vectors to grid (world) vectors. ``origin`` (world mm of voxel ``(0, 0, 0)``) defaults
+    to centring the grid on the world origin; a sub-grid of a larger volume passes its own.
     """
 
     shape: tuple[int, int, int]
     spacing: tuple[float, float, float]
     rotation: np.ndarray
+    origin: np.ndarray | None = None
 
     def __post_init__(self):
         self.size_ijk = np.array(self.shape[::-1])
         self.spacing_arr = np.asarray(self.spacing, dtype=np.float64)
-        self.origin = -(self.size_ijk - 1) / 2.0 * self.spacing_arr
+        if self.origin is None:
+            self.origin = -(self.size_ijk - 1) / 2.0 * self.spacing_arr
+        else:
+            self.origin = np.asarray(self.origin, dtype=np.float64).reshape(3)
         # 1D world coordinates of voxel centres along x (i), y (j), z (k)
         self.axes = [(self.origin[a] + self.spacing_arr[a] * np.arange(self.size_ijk[a])).astype(np.float32) for a in range(3)]
         self.pv_width = float(min(self.spacing[:2]))  # partial-volume ramp width (mm) of soft edges

@@ -3,6 +3,8 @@
 - The tumour is an elongated, lobulated mass around a hilar duct path (plus an eccentric lobe).
 - A PNI extension is a thin tumour-intensity sleeve following a nerve fibre outward from the point
   where the fibre leaves the tumour; it is NOT part of the tumour mask.
+- A decoy (background cohorts, PNI- cases) is the same sleeve starting a gap beyond the tumour surface,
+  so it does not touch the tumour.
 - Confounders (every case, the same distribution whatever the label): small dark vessels and bright
   strands touching the tumour, so that "something thin leaves the tumour" is no giveaway.
 """
@@ -37,6 +39,14 @@ def build_tumour(rng: np.random.Generator, grid: Grid, anatomy: Anatomy, scale: 
     pts, s = resample_polyline(anatomy.duct_paths[k].points, 1.5 * scale)
     s_hilum = s[np.argmin(np.linalg.norm(pts - anatomy.hilum, axis=1))]
     centre = s_hilum + rng.uniform(-6, 10) * scale
+    return grow_tumour(rng, grid, pts, s, centre, anatomy.liver_sd, scale, k)
+
+
+def grow_tumour(rng: np.random.Generator, grid: Grid, pts: np.ndarray, s: np.ndarray, centre: float,
+                host_sd: np.ndarray | None, scale: float, path_index: int = 0) -> Tumour:
+    """An elongated, lobulated mass around the polyline ``pts`` ``(N, 3)`` (arc length ``s`` ``(N,)``,
+    anatomy-frame mm), centred at arc length ``centre``; kept inside ``host_sd`` (signed distance of the
+    organ it grows in, or None). ``scale`` multiplies its length, radius and lobulation."""
     half = rng.uniform(9, 16) * scale
     r_max = rng.uniform(8, 12) * scale
     inside = np.abs(s - centre) <= half
@@ -53,10 +63,11 @@ def build_tumour(rng: np.random.Generator, grid: Grid, anatomy: Anatomy, scale: 
     lobe = pts[i] + side * rng.uniform(0.3, 0.7) * radii[i]
     draw_tube(grid, sd, np.stack([lobe, lobe + side * 0.1]), np.array([lobe_r, lobe_r]))
 
-    # lobulated margins (every case: a confounder of shape), then keep it inside the liver
+    # lobulated margins (every case: a confounder of shape), then keep it inside the host organ
     sd += smooth_field(rng, grid, 7.0 * scale) * (rng.uniform(0.08, 0.25) * r_max)
-    sd = np.maximum(sd, anatomy.liver_sd)
-    return Tumour(sd, sd <= 0, k, pts, radii, smooth_field(rng, grid, 5.0 * scale))
+    if host_sd is not None:
+        sd = np.maximum(sd, host_sd)
+    return Tumour(sd, sd <= 0, path_index, pts, radii, smooth_field(rng, grid, 5.0 * scale))
 
 
 @dataclass
@@ -102,24 +113,44 @@ def nerve_exits(grid: Grid, nerves: list[tuple[Tube, int]], tumour_mask: np.ndar
     return exits
 
 
-def build_extensions(rng: np.random.Generator, grid: Grid, exits: list, pni: PniSettings):
+def build_extensions(rng: np.random.Generator, grid: Grid, exits: list, pni: PniSettings, gap_mm=None):
     """PNI: tumour spreading along 1..n nerve fibres outward from the tumour surface (``exits`` from
     :func:`nerve_exits`).
 
     Returns ``(sd, contrast)``: the extensions' signed-distance canvas (a thin sleeve, radius tapering
     from the root to the nerve) and how close their intensity is to the tumour's (1 = same).
+
+    ``gap_mm`` (low, high) draws look-alike *decoys* instead: the same sleeves (count, length, radius,
+    contrast), but starting that far beyond the exit along the fibre, detached from the tumour.
     """
     sd = empty_sd(grid)
     count = int(rng.integers(pni.count[0], pni.count[1] + 1))
     step = 0.5
     for e in rng.permutation(len(exits))[:count]:
         pts, i = exits[e]
-        root = max(i - int(1.5 / step), 0)  # start just inside the tumour so the sleeve is attached
+        if gap_mm is None:  # root just inside the tumour so the sleeve is attached; length from the exit
+            root, start = max(i - int(1.5 / step), 0), i
+        else:
+            root = start = min(i + int(uniform(rng, gap_mm) / step), len(pts) - 1)
         length = uniform(rng, pni.length_mm)
-        end = min(i + int(length / step) + 1, len(pts))
+        end = min(start + int(length / step) + 1, len(pts))
         if end - root < 3:
             continue
         keep = np.unique(np.r_[root:end:4, end - 1])  # vertices every 2 mm are plenty
         r0 = uniform(rng, pni.radius_mm)
         draw_tube(grid, sd, pts[keep], np.linspace(r0, max(0.5 * r0, 0.6), len(keep)))
     return sd, uniform(rng, pni.contrast)
+
+
+def radial_fibres(rng: np.random.Generator, tumour: Tumour, count: int, length_mm: tuple[float, float]) -> list[Tube]:
+    """``count`` thin nerve fibres (radius 0.5-0.75 mm) that start in the tumour core and run outward in
+    random directions, gently curving, for ``length_mm`` (low, high): a nerve plexus around the mass
+    when the background has no nerves of the phantom's own anatomy."""
+    fibres = []
+    for _ in range(count):
+        i = rng.integers(0, len(tumour.points))
+        direction = rng.normal(size=3)
+        direction /= np.linalg.norm(direction)
+        points = curved_path(rng, tumour.points[i], direction, uniform(rng, length_mm), wiggle_deg=12.0, step=3.0)
+        fibres.append(Tube(points, np.full(len(points), rng.uniform(0.5, 0.75))))
+    return fibres

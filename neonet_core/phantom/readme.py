@@ -65,3 +65,71 @@ Partial-volume blur along z (Gaussian sigma {p.slice_blur:.2f} voxels, +-20 %) a
 (sigma {p.noise:.3f} of the liver signal, +-20 %), and a global gain of 1000 +-{100 * p.gain_spread:.0f} %
 with an offset of up to +-{p.offset:.0f}, rounded to int16.
 """
+
+
+def background_readme_text(settings: dict, params: PhantomParams, counts) -> str:
+    """Markdown describing a cohort on real backgrounds (see :func:`generate_background_cohort`);
+    ``counts[b]`` is how many cases use background ``b``."""
+    s, pni = settings, params.pni
+    rows = "\n".join(
+        f"| {b['path']} | {b['site_mask'] or '(none: the body)'} | "
+        f"{', '.join(map(str, b['site_labels'])) if b['site_labels'] else ('all' if b['site_mask'] else '-')} | {n} |"
+        for b, n in zip(s["backgrounds"], counts)
+    )
+    return f"""# NeoNet phantom cohort on real backgrounds
+
+Synthetic lesions in real scans, not patients with PNI. Made by `neonet phantom --background`
+(generator version {s['version']}): {s['cases']} cases, {s['positives']} PNI-positive, seed {s['seed']},
+difficulty {s['difficulty']} (0 = easy, 1 = hard), crop up to {100 * s['crop']:.0f} % of each axis per side.
+Rerunning with the same parameters and the same background files (their SHA-256 is in
+`phantom.json`) reproduces every file bit for bit.
+
+| background | site mask | site labels | cases |
+| --- | --- | --- | --- |
+{rows}
+
+Every background carries about the same share of PNI+ and PNI- cases, so the background does not
+tell the label. Cases on one background share its anatomy (patient_id = case_id all the same: each
+case is its own lesion).
+
+## Files
+
+- `manifest.csv`: `case_id,image,tumor_mask,anatomy_mask,label,patient_id` (paths relative to it;
+  label 1 = PNI+, 0 = PNI-; patient_id = case_id).
+- `cases/<case>_image.nii.gz`: the background, randomly cropped, with the lesion painted in; the
+  background's own voxel type, spacing and direction; the origin moves with the crop.
+- `cases/<case>_tumour.nii.gz`: uint8 0/1 mask of the main tumour mass, on the image's grid.
+- `cases/<case>_anatomy.nii.gz` (only for backgrounds with a site mask): uint8 labels 1 = the host
+  organ (the site mask's labels; the liver when the site label is the liver's), 4 = tumour.
+- `background_cases.csv`: per case, the background, the crop (first voxel i, j, k of the scan kept,
+  and the size), the image origin (LPS mm), the tumour site (LPS mm), tumour and sleeve volumes (mL).
+- `phantom.json`: the parameters above.
+
+## What is inserted
+
+Each case picks a site: inside the site mask's labels when given, otherwise inside the body
+(everything clearly above the air level), away from the body outline and the image edges, where
+the scan looks like parenchyma (intensity between the body's 35th and 85th percentiles,
+locally homogeneous). Around it, with a random
+size (x0.75-1.25) and a random 3D rotation: an elongated, lobulated hypointense mass with an
+eccentric lobe (the synthetic phantom's tumour, kept inside the site mask or body), 1-3 small dark
+vessels or bright strands touching it (every case), and thin nerve fibres (radius 0.5-0.75 mm)
+running outward from it. Nothing is painted outside the body.
+
+Intensities follow the scan around the site: with m the median of the host within 12 mm of the
+site, A = max(min(body interquartile range, m - air level), 4 x local noise), a tissue of relative
+value r (host = 1) gets m + (r - 1) A: the tumour 0.55-0.70, nerves 0.75-0.88. Painting moves the
+scan's smoothed intensity towards these values with partial-volume edges, so the scan's own noise
+stays; every voxel outside the painted structures keeps the background's exact value.
+
+## The PNI rule
+
+A case is PNI-positive when tumour tissue spreads along nerve fibres: {pni.count[0]}-{pni.count[1]} sleeves of
+near-tumour intensity (contrast {pni.contrast[0]:.2f}-{pni.contrast[1]:.2f} of the tumour-host difference)
+follow a fibre outward from where it leaves the tumour, for {pni.length_mm[0]:.1f}-{pni.length_mm[1]:.1f} mm,
+root radius {pni.radius_mm[0]:.2f}-{pni.radius_mm[1]:.2f} mm tapering to half; they touch the tumour.
+PNI-negative cases carry look-alike decoys drawn from the same distribution along the same kind
+of fibres, but starting a gap beyond the tumour surface: they never touch the tumour (no decoy
+voxel is a neighbour of a tumour voxel). Sleeves are NOT in the tumour or anatomy mask; the
+label has to be read from the image. Sleeves are cut at the body outline and the image edge.
+"""
