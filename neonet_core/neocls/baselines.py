@@ -1,63 +1,154 @@
-"""Baseline classifiers (MONAI, 3D, one input channel) and the one factory for every NeoCls model.
+"""Baseline classifiers for 3D patches that learn at 32^3 (the tiny preset's patch size).
 
-All models share one interface: forward (B, 1, D, H, W) -> logits (B,), and ``cam_layer``, the
-module whose output Grad-CAM uses (:func:`neonet_core.neocls.pattennet.grad_cam`).
+Every network maps (B, in_channels, D, H, W) -> logits (B,) and has a ``cam_layer`` property, the
+module whose output Grad-CAM uses (:func:`neonet_core.neocls.pattennet.grad_cam`). They are built
+from the configs by :mod:`neonet_core.neocls.models`, the classifier registry.
+
+Why not the ImageNet-style stems: MONAI's DenseNet121 and ResNet18 reduce the grid 4x before their
+first block (strided 7x7x7 conv + max-pool) and 32x overall, so a 32^3 patch reaches the last block
+as 1x1x1 maps, and BatchNorm at batch 8 is noisy. Here the stems keep more of the grid, the deepest
+blocks run on 4x4x4 maps at 32^3, and the normalisation is per-sample (instance norm) by default.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import torch
+from monai.networks.blocks import Convolution
+from monai.networks.nets import DenseNet, ResNet
 from torch import nn
 
-from neonet_core.config import AEConfig, ClsConfig
-
-MODELS = ("pattennet", "densenet121", "resnet18")
+INSTANCE_NORM = ("instance", {"affine": True})  # MONAI norm spec: per-sample, learnable scale and shift
 
 
-class DenseNet121Classifier(nn.Module):
-    """MONAI DenseNet121 (spatial_dims=3, 1 channel in, 1 logit out). Grad-CAM on its last dense block."""
+class PlainCNN(nn.Module):
+    """A plain 3D CNN: ``len(channels)`` blocks of [conv 3x3x3 - norm - ReLU] x ``convs_per_block``,
+    a 2x max-pool between blocks, global average + max pooling, dropout, linear.
 
-    def __init__(self, dropout: float = 0.0):
+    Args:
+        in_channels: input channels (1: the image; 2: the image and the tumour mask).
+        channels: output channels of each block; the grid halves between blocks
+            (4 blocks: 32^3 -> 4^3 in the last block).
+        convs_per_block: conv - norm - ReLU units per block.
+        norm: MONAI normalisation spec (``"batch"``, ``"instance"``, ``("group", {"num_groups": 8})``, ...).
+        dropout: dropout before the linear head.
+
+    Shapes: (B, in_channels, D, H, W) -> logits (B,); D, H, W divisible by 2 ** (len(channels) - 1).
+
+    Example::
+
+        net = PlainCNN(in_channels=2, channels=(16, 32, 64, 128))
+        net(torch.rand(8, 2, 32, 32, 32)).shape  # (8,)
+    """
+
+    def __init__(self, in_channels: int = 1, channels: Sequence[int] = (16, 32, 64, 128), convs_per_block: int = 2,
+                 norm: str | tuple = INSTANCE_NORM, dropout: float = 0.2):
         super().__init__()
-        from monai.networks.nets import DenseNet121
-
-        self.net = DenseNet121(spatial_dims=3, in_channels=1, out_channels=1, dropout_prob=dropout)
+        blocks = []
+        for out in channels:
+            units = []
+            for _ in range(convs_per_block):
+                units.append(Convolution(3, in_channels, out, kernel_size=3, act="relu", norm=norm))
+                in_channels = out
+            blocks.append(nn.Sequential(*units))
+        self.blocks = nn.ModuleList(blocks)
+        self.pool = nn.MaxPool3d(2)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(2 * channels[-1], 1)
 
     @property
-    def cam_layer(self):
-        return self.net.features
+    def cam_layer(self) -> nn.Module:
+        """The last block (the deepest feature maps, before global pooling)."""
+        return self.blocks[-1]
 
-    def forward(self, x):
-        return self.net(x).squeeze(1)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for i, block in enumerate(self.blocks):
+            x = block(self.pool(x) if i else x)
+        pooled = torch.cat([x.mean(dim=(2, 3, 4)), x.amax(dim=(2, 3, 4))], dim=1)
+        return self.head(self.dropout(pooled)).squeeze(1)
 
 
 class ResNet18Classifier(nn.Module):
-    """MONAI resnet18 (spatial_dims=3, n_input_channels=1, 1 logit). Grad-CAM on layer4."""
+    """MONAI 3D ResNet with the ResNet-18 layout (basic blocks, [2, 2, 2, 2]) sized for small patches.
 
-    def __init__(self):
+    Args:
+        in_channels: input channels.
+        block_inplanes: channels of the four stages (the ImageNet ResNet18 has 64, 128, 256, 512).
+        conv1_kernel: kernel size of the first convolution.
+        conv1_stride: its stride (1 keeps the full grid for the first stage).
+        max_pool: MONAI's 3x3x3 stride-2 max-pool after the first convolution.
+        norm: MONAI normalisation spec.
+        dropout: dropout before the linear head.
+
+    Shapes: (B, in_channels, D, H, W) -> logits (B,). With the defaults the grid is halved by stages
+    2, 3 and 4: 32^3 -> 4^3 in ``layer4`` (the Grad-CAM layer).
+
+    Example::
+
+        net = ResNet18Classifier(in_channels=1)
+        net(torch.rand(8, 1, 32, 32, 32)).shape  # (8,)
+    """
+
+    def __init__(self, in_channels: int = 1, block_inplanes: Sequence[int] = (16, 32, 64, 128), conv1_kernel: int = 3,
+                 conv1_stride: int = 1, max_pool: bool = False, norm: str | tuple = INSTANCE_NORM, dropout: float = 0.2):
         super().__init__()
-        from monai.networks.nets import resnet18
-
-        self.net = resnet18(spatial_dims=3, n_input_channels=1, num_classes=1)
+        self.net = ResNet("basic", [2, 2, 2, 2], list(block_inplanes), spatial_dims=3, n_input_channels=in_channels,
+                          conv1_t_size=conv1_kernel, conv1_t_stride=conv1_stride, no_max_pool=not max_pool,
+                          feed_forward=False, norm=norm)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(block_inplanes[-1], 1)
 
     @property
-    def cam_layer(self):
+    def cam_layer(self) -> nn.Module:
         return self.net.layer4
 
-    def forward(self, x):
-        return self.net(x).squeeze(1)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.dropout(self.net(x))).squeeze(1)
 
 
-def build_classifier(cls_cfg: ClsConfig, ae_cfg: AEConfig | None = None) -> nn.Module:
-    """The model named by ``cls_cfg.model`` (PattenNet needs the AE config of its encoder)."""
-    if cls_cfg.model == "pattennet":
-        from neonet_core.neocls.pattennet import PattenNet
+class DenseNet121Classifier(nn.Module):
+    """MONAI 3D DenseNet with a shallower block configuration and no stem max-pool, for small patches.
 
-        return PattenNet(ae_cfg or AEConfig(), cls_cfg)
-    if cls_cfg.model == "densenet121":
-        return DenseNet121Classifier(cls_cfg.dropout)
-    if cls_cfg.model == "resnet18":
-        return ResNet18Classifier()
-    raise ValueError(f"unknown classifier {cls_cfg.model!r}; choose one of {', '.join(MODELS)}")
+    Args:
+        in_channels: input channels.
+        block_config: dense layers per block; a 2x average-pool transition between blocks (DenseNet121
+            has (6, 12, 24, 16); three blocks keep 4^3 maps in the last one at 32^3).
+        init_features: channels of the stem convolution (7x7x7, stride 2).
+        growth_rate: channels each dense layer adds.
+        bn_size: bottleneck width = ``bn_size * growth_rate``.
+        stem_pool: MONAI's 3x3x3 stride-2 max-pool after the stem (another 2x reduction).
+        norm: MONAI normalisation spec.
+        dropout: dropout before the linear head.
+
+    Shapes: (B, in_channels, D, H, W) -> logits (B,); 32^3 -> 16^3 (stem) -> ... -> 4^3 in the last
+    block with the defaults. Grad-CAM on ``features`` (the last block after its norm).
+
+    Example::
+
+        net = DenseNet121Classifier(in_channels=1)
+        net(torch.rand(8, 1, 32, 32, 32)).shape  # (8,)
+    """
+
+    def __init__(self, in_channels: int = 1, block_config: Sequence[int] = (6, 12, 24), init_features: int = 32,
+                 growth_rate: int = 16, bn_size: int = 4, stem_pool: bool = False, norm: str | tuple = INSTANCE_NORM,
+                 dropout: float = 0.2):
+        super().__init__()
+        net = DenseNet(3, in_channels, 1, init_features=init_features, growth_rate=growth_rate,
+                       block_config=tuple(block_config), bn_size=bn_size, norm=norm)
+        if not stem_pool:
+            net.features.pool0 = nn.Identity()
+        self.features = net.features  # MONAI's head (ReLU, average pool, linear) is replaced by ours below
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(net.class_layers.out.in_features, 1)
+
+    @property
+    def cam_layer(self) -> nn.Module:
+        return self.features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = torch.relu(self.features(x))
+        return self.head(self.dropout(f.mean(dim=(2, 3, 4)))).squeeze(1)
 
 
-__all__ = ["MODELS", "build_classifier", "DenseNet121Classifier", "ResNet18Classifier"]
+__all__ = ["PlainCNN", "ResNet18Classifier", "DenseNet121Classifier", "INSTANCE_NORM"]

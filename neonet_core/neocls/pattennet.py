@@ -1,44 +1,101 @@
 """PattenNet: the frozen NeoGen autoencoder encoder, dual attention blocks, pooling and a head.
 
-    patch (B, 1, D, H, W) in [0, 1]
-      -> the first ``encoder_blocks`` AE encoder blocks, frozen by default (0 = all of them: the
-         deepest feature map before the latent projection, (B, C_enc, D/4, H/4, W/4) for the
-         3-level presets; the tiny preset stops after the first residual block, (B, 8, D, H, W))
-      -> adapter (:func:`build_adapter`): max-pool + conv + BatchNorm + ReLU down to the deepest
-         level's grid, then conv + BatchNorm + ReLU to ``adapter_channels`` (as DANet before its attention)
+    patch (B, C, D, H, W): channel 0 the image in [0, 1]; channels 1.. (optional) e.g. the tumour mask
+      -> ``encoder``: the first blocks of the NeoGen autoencoder's encoder on the image channel, frozen
+         by default: (B, C_enc, D / 2**k, ...) (:func:`build_ae_encoder` builds them from an AEConfig;
+         all blocks before the latent projection give the deepest features, (B, channels[-1], D/4, ...)
+         for the 3-level presets; the tiny preset stops after the first residual block, (B, 8, D, H, W))
+      -> the extra input channels, average-pooled to the encoder's grid, concatenated
+      -> adapter (:func:`build_adapter`): ``pool_steps`` x [max-pool + conv + BatchNorm + ReLU] down to
+         the deepest level's grid, then conv + BatchNorm + ReLU to ``dab_channels`` (as DANet before its attention)
       -> ``num_dab`` x DualAttentionBlock3d
       -> global average + max pooling (B, 2C) -> dropout -> linear -> logit (B,);  p(PNI) = sigmoid
 
 Saliency: Grad-CAM (Selvaraju et al. 2017) on the output of the last DAB (on the adapter output when
 ``num_dab == 0``): channel weights = spatial mean of d logit / d features, map = ReLU of the weighted
 channel sum, trilinearly upsampled to the patch and scaled to [0, 1] per item (:func:`grad_cam`).
-The same function serves the baselines (their last convolutional stage).
+The same function serves every classifier of :mod:`neonet_core.neocls.models` (``model.cam_layer``).
 """
 
 from __future__ import annotations
 
-import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
+from monai.networks.nets.autoencoderkl import Encoder
 from torch import nn
 
-from neonet_core.config import AEConfig, ClsConfig
+from neonet_core.config import AEConfig
 from neonet_core.neocls.dab import DualAttentionBlock3d
 
+AE_NORM_EPS = 1e-6  # MONAI AutoencoderKL's default; the encoder blocks must match the autoencoder's
 
-def build_adapter(channels: int, downsample: int, width: int, layers: int) -> nn.Module:
-    """Encoder features (B, channels, d, h, w) -> (B, width, d / 2**downsample, ...).
 
-    ``downsample`` x [2x max-pool, 3x3x3 conv doubling the channels (at most ``width``), BatchNorm,
-    ReLU] bring shallower encoder features to the deepest level's grid, then ``layers`` x [3x3x3 conv
-    to ``width``, BatchNorm, ReLU]. ``width`` 0 = no adapter (identity).
+def ae_encoder_plan(channels: Sequence[int], num_res_blocks: int, with_nonlocal_attn: bool = False) -> list[tuple[int, int]]:
+    """(output channels, 2x downsamplings from the input) after each block of a MONAI AutoencoderKL
+    encoder without attention levels, in block order, up to (not including) the GroupNorm and conv
+    that make the latent. Arithmetic only; no network is built.
+
+    Example: ``ae_encoder_plan((8, 16, 32), 1)`` ->
+    ``[(8, 0), (8, 0), (8, 1), (16, 1), (16, 2), (32, 2)]`` (conv_in, res, down, res, down, res).
     """
-    if not width:
+    plan = [(channels[0], 0)]
+    for level, ch in enumerate(channels):
+        plan += [(ch, level)] * num_res_blocks
+        if level < len(channels) - 1:
+            plan.append((ch, level + 1))  # AEKLDownsample keeps the channels, halves the grid
+    if with_nonlocal_attn:
+        plan += [(channels[-1], len(channels) - 1)] * 3  # res block, attention, res block
+    return plan
+
+
+def build_ae_encoder(ae_cfg: AEConfig, blocks: int = 0) -> tuple[nn.Sequential, int, int]:
+    """The first ``blocks`` encoder blocks of the NeoGen autoencoder ``ae_cfg`` describes (0 = all
+    before the latent projection), without its decoder.
+
+    Returns (encoder, its output channels, 2x downsamplings between the encoder's output grid and
+    the deepest level's grid). ``encoder`` is an ``nn.Sequential`` whose block ``i`` has the
+    parameter names and shapes of ``AutoencoderKL.encoder.blocks[i]``, so trained weights copy over
+    (:meth:`PattenNet.load_encoder`). Shapes: (B, 1, D, H, W) -> (B, C_enc, D / 2**k, ...).
+    """
+    levels = len(ae_cfg.channels)
+    plan = ae_encoder_plan(ae_cfg.channels, ae_cfg.num_res_blocks, ae_cfg.with_nonlocal_attn)
+    depth = blocks or len(plan)
+    if not 1 <= depth <= len(plan):
+        raise ValueError(f"ClsConfig.encoder_blocks must be 0 or 1..{len(plan)}, got {blocks}")
+    if any(c % ae_cfg.norm_num_groups for c in ae_cfg.channels):
+        raise ValueError(f"AEConfig.channels {ae_cfg.channels} must all be divisible by norm_num_groups={ae_cfg.norm_num_groups}")
+    full = Encoder(
+        spatial_dims=3,
+        in_channels=1,
+        channels=tuple(ae_cfg.channels),
+        out_channels=ae_cfg.latent_channels,
+        num_res_blocks=(ae_cfg.num_res_blocks,) * levels,
+        norm_num_groups=ae_cfg.norm_num_groups,
+        norm_eps=AE_NORM_EPS,
+        attention_levels=(False,) * levels,
+        with_nonlocal_attn=ae_cfg.with_nonlocal_attn,
+    )
+    channels, level = plan[depth - 1]
+    return nn.Sequential(*list(full.blocks)[:depth]), channels, levels - 1 - level
+
+
+def build_adapter(channels: int, pool_steps: int, width: int, layers: int) -> nn.Module:
+    """Encoder features (B, channels, d, h, w) -> (B, width, d / 2**pool_steps, ...).
+
+    ``pool_steps`` x [2x max-pool, 3x3x3 conv doubling the channels (at most ``width``; the last one
+    to ``width`` when ``layers`` is 0), BatchNorm, ReLU] bring shallower encoder features to the
+    deepest level's grid, then ``layers`` x [3x3x3 conv to ``width``, BatchNorm, ReLU]. With neither,
+    the identity (``width`` must then equal ``channels``).
+    """
+    if not pool_steps and not layers:
+        if width != channels:
+            raise ValueError(f"an adapter without layers keeps the {channels} encoder channels; dab_channels is {width}")
         return nn.Identity()
-    modules = []
-    for _ in range(downsample):
-        nxt = min(2 * channels, width)
+    modules: list[nn.Module] = []
+    for step in range(pool_steps):
+        nxt = width if (step == pool_steps - 1 and not layers) else min(2 * channels, width)
         modules += [nn.MaxPool3d(2), nn.Conv3d(channels, nxt, 3, padding=1), nn.BatchNorm3d(nxt), nn.ReLU(inplace=True)]
         channels = nxt
     for _ in range(layers):
@@ -48,27 +105,64 @@ def build_adapter(channels: int, downsample: int, width: int, layers: int) -> nn
 
 
 class PattenNet(nn.Module):
-    """forward: (B, 1, D, H, W) -> logits (B,). ``cam_layer`` is the module Grad-CAM hooks."""
+    """Frozen autoencoder encoder + adapter + dual attention blocks + linear head.
 
-    def __init__(self, ae_cfg: AEConfig, cls_cfg: ClsConfig):
+    Args:
+        encoder: the autoencoder encoder blocks, (B, 1, D, H, W) -> (B, encoder_channels, d, h, w)
+            (an ``nn.Sequential`` from :func:`build_ae_encoder`; :meth:`load_encoder` copies trained
+            weights into it block by block).
+        encoder_channels: channels of the encoder's output.
+        in_channels: input channels. Channel 0 is the image (the only one the encoder sees); channels
+            1.. (e.g. the tumour mask) are average-pooled to the encoder's grid and concatenated to its
+            features before the adapter.
+        dab_channels: channels of the features the attention blocks and the head see (the adapter's
+            width). ``None``: no adapter, the encoder's features (plus the extra channels) go straight in.
+        num_dab: dual attention blocks (0 = none: an ablation).
+        dab_reduction: query/key channels of the position attention = ``dab_channels // dab_reduction``.
+        pool_steps: 2x max-pool stages in the adapter (from the encoder's grid to the deepest level's).
+        adapter_layers: conv + BatchNorm + ReLU layers at the adapter's output grid.
+        dropout: dropout before the linear head.
+        freeze_encoder: the encoder's weights and normalisation statistics never change.
+
+    Shapes: forward (B, in_channels, D, H, W) -> logits (B,). ``cam_layer`` is the module Grad-CAM hooks.
+
+    Example::
+
+        encoder, channels, pool_steps = build_ae_encoder(AEConfig(), blocks=2)
+        net = PattenNet(encoder, channels, in_channels=1, dab_channels=32, pool_steps=pool_steps)
+        net.load_encoder(trained_autoencoder)
+        net(torch.rand(8, 1, 32, 32, 32)).shape  # (8,)
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        encoder_channels: int,
+        in_channels: int = 1,
+        dab_channels: int | None = 32,
+        num_dab: int = 1,
+        dab_reduction: int = 8,
+        pool_steps: int = 0,
+        adapter_layers: int = 1,
+        dropout: float = 0.2,
+        freeze_encoder: bool = True,
+    ):
         super().__init__()
-        from neonet_core.neogen.autoencoder import build_autoencoder
-
-        blocks = list(build_autoencoder(ae_cfg).encoder.blocks)
-        depth = cls_cfg.encoder_blocks or len(blocks) - 2  # the last two make the latent (GroupNorm, conv)
-        if not 1 <= depth <= len(blocks) - 2:
-            raise ValueError(f"ClsConfig.encoder_blocks must be 0 or 1..{len(blocks) - 2}, got {cls_cfg.encoder_blocks}")
-        self.encoder = nn.ModuleList(blocks[:depth])
-        self.frozen = cls_cfg.freeze_encoder
+        if in_channels < 1:
+            raise ValueError(f"in_channels must be at least 1, got {in_channels}")
+        if dab_channels is None and (pool_steps or adapter_layers):
+            raise ValueError("PattenNet without an adapter (dab_channels None, e.g. ClsConfig.adapter_channels 0) "
+                             "needs the deepest encoder features (ClsConfig.encoder_blocks 0)")
+        self.in_channels = in_channels
+        self.encoder = encoder
+        self.frozen = freeze_encoder
         if self.frozen:
             self.encoder.requires_grad_(False)
-        channels, downsample = self._encoder_output(len(ae_cfg.channels))
-        if downsample and not cls_cfg.adapter_channels:
-            raise ValueError("ClsConfig.adapter_channels must be > 0 when encoder_blocks stops above the deepest level")
-        self.adapter = build_adapter(channels, downsample, cls_cfg.adapter_channels, cls_cfg.adapter_layers)
-        channels = cls_cfg.adapter_channels or channels
-        self.dabs = nn.ModuleList(DualAttentionBlock3d(channels, cls_cfg.dab_reduction) for _ in range(cls_cfg.num_dab))
-        self.dropout = nn.Dropout(cls_cfg.dropout)
+        features = encoder_channels + in_channels - 1
+        self.adapter = build_adapter(features, pool_steps, dab_channels or features, adapter_layers)
+        channels = dab_channels or features
+        self.dabs = nn.ModuleList(DualAttentionBlock3d(channels, dab_reduction) for _ in range(num_dab))
+        self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(2 * channels, 1)
 
     @property
@@ -77,25 +171,25 @@ class PattenNet(nn.Module):
         registered submodule, so the state dict names each weight once."""
         return self.dabs[-1] if len(self.dabs) else self.adapter
 
-    @torch.no_grad()
-    def _encoder_output(self, levels: int) -> tuple[int, int]:
-        """(channels of the encoder output, 2x downsamplings from its grid to the deepest level's grid)."""
-        side = 2 ** levels
-        out = self.encode(torch.zeros(1, 1, side, side, side))
-        deepest = side // 2 ** (levels - 1)
-        return int(out.shape[1]), int(math.log2(out.shape[-1] // deepest))
-
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 1, D, H, W) -> encoder features (B, C_enc, d, h, w)."""
+        """(B, in_channels, D, H, W) -> encoder features of the image channel (B, C_enc, d, h, w)."""
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
-            for block in self.encoder:
-                x = block(x)
-        return x
+            return self.encoder(x[:, :1])
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The adapter's input: encoder features with the extra input channels pooled onto their grid."""
+        f = self.encode(x)
+        if self.in_channels > 1:
+            f = torch.cat([f, F.adaptive_avg_pool3d(x[:, 1:].to(f.dtype), f.shape[2:])], dim=1)
+        return f
 
     def load_encoder(self, autoencoder: nn.Module) -> None:
-        """Copy the encoder blocks' weights from a trained NeoGen AutoencoderKL."""
-        for mine, theirs in zip(self.encoder, autoencoder.encoder.blocks):
-            mine.load_state_dict(theirs.state_dict())
+        """Copy the encoder blocks' weights from a trained NeoGen AutoencoderKL (or its ``encoder``)."""
+        theirs = getattr(autoencoder, "encoder", autoencoder).blocks
+        if len(theirs) < len(self.encoder):
+            raise ValueError(f"the autoencoder has {len(theirs)} encoder blocks; PattenNet uses {len(self.encoder)}")
+        for mine, block in zip(self.encoder, theirs):
+            mine.load_state_dict(block.state_dict())
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -104,7 +198,7 @@ class PattenNet(nn.Module):
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        f = self.adapter(self.encode(x))
+        f = self.adapter(self.features(x))
         for dab in self.dabs:
             f = dab(f)
         pooled = torch.cat([f.mean(dim=(2, 3, 4)), f.amax(dim=(2, 3, 4))], dim=1)
@@ -114,7 +208,7 @@ class PattenNet(nn.Module):
 def grad_cam(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Grad-CAM of the PNI logit on ``model.cam_layer``.
 
-    x: (B, 1, D, H, W). Returns (logits (B,), cam (B, D, H, W) in [0, 1], both detached). Only the
+    x: (B, C, D, H, W). Returns (logits (B,), cam (B, D, H, W) in [0, 1], both detached). Only the
     gradient with respect to the hooked features is computed; no parameter receives a gradient.
     """
     store = {}
@@ -140,4 +234,4 @@ def grad_cam(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
     return logits.detach(), cam / peak[:, None, None, None]
 
 
-__all__ = ["PattenNet", "grad_cam"]
+__all__ = ["PattenNet", "grad_cam", "build_ae_encoder", "ae_encoder_plan", "build_adapter"]
