@@ -20,7 +20,8 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
-from NeoNetSlicerLib.logic import NeoNetLogic, default_bundle_path, model_card_text
+from NeoNetSlicerLib.base import default_bundle_path, model_card_text
+from NeoNetSlicerLib.logic import NeoNetLogic
 
 SETTINGS = "NeoNetSlicer/"
 DEVICES = {"auto": "auto", "CPU": "cpu", "CUDA": "cuda", "MPS": "mps"}
@@ -150,7 +151,7 @@ class NeoNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         return f"cuda:{self.ui.gpuIndexSpinBox.value}" if device == "cuda" else device
 
     def onBundleChanged(self, path):
-        self.ui.modelCardTextBrowser.setMarkdown(model_card_text(path or None))
+        self.ui.modelCardTextBrowser.setPlainText(model_card_text(path or None))
         self.saveSettings()
         self.updateButtons()
 

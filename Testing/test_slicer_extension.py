@@ -144,6 +144,28 @@ def test_sample_data_command_writes_a_readable_case(tmp_path):
 
 
 # --- the panel -------------------------------------------------------------------------------------
+def test_panel_shows_the_library_model_card(tmp_path):
+    """The panel's card is `neonet bundle info`'s; a folder that is no bundle says so."""
+    from NeoNetSlicerLib.base import default_bundle_path, model_card_text
+    from neonet_core.bundle import load_bundle, model_card
+
+    demo = default_bundle_path()
+    if demo is not None:
+        card = model_card_text(None)
+        assert card == model_card(load_bundle(demo).info, str(demo)) and "decision threshold" in card
+    assert model_card_text(tmp_path).startswith(f"Not a usable bundle: {tmp_path}")
+
+
+def test_logic_imports_and_the_card_explains_itself_before_torch_is_installed(tmp_path):
+    """Slicer opens the panel before NeoNet's packages are installed: no torch import at module load."""
+    code = ("import sys; sys.modules['torch'] = None; import NeoNetSlicerLib.logic; "
+            "from NeoNetSlicerLib.base import model_card_text; print(model_card_text(sys.argv[1]))")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(MODULE)])}
+    run = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, env=env, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith(f"{tmp_path}: the model card shows once NeoNet's Python packages are installed")
+
+
 def widget_names_used_by_the_widget_code() -> set[str]:
     return set(re.findall(r"self\.ui\.(\w+)", (MODULE / "NeoNetSlicer.py").read_text()))
 

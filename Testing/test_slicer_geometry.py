@@ -16,7 +16,7 @@ from neonet_core.volume import Volume, lps_to_ras
 
 from NeoNetSlicerLib import nodes
 from NeoNetSlicerLib.geometry import geometry_to_ijk_to_ras, ijk_to_ras_to_geometry, update_node_from_volume, volume_from_node
-from NeoNetSlicerLib.logic import save_node
+from NeoNetSlicerLib.outputs import save_node
 
 ORIGIN = (-31.5, 12.25, -40.0)
 SPACING = (0.8, 1.1, 2.5)
@@ -187,9 +187,14 @@ def test_volume_sequence_and_browser(mrml):
     proxy = logic.select_patch(browser, 2)
     assert float(slicer.util.arrayFromVolume(proxy).mean()) == 2.0
     assert float(slicer.util.arrayFromVolume(real).mean()) == 9.0
-    # a second call reuses the same nodes
-    again = logic.show_patches(None, patches[:2])
+    # a second call reuses the same nodes; conditioning masks are browsed in step with the patches
+    masks = [p.with_array(np.full((4, 5, 6), 10 + n, np.uint8)) for n, p in enumerate(patches[:2])]
+    again = logic.show_patches(None, patches[:2], masks=masks)
     assert again[0] is sequence and again[1] is browser and sequence.GetNumberOfDataNodes() == 2
+    conditioning = nodes.find_output(mrml.scene, "vtkMRMLSequenceNode", "conditioning:synthetic", None)
+    proxy = logic.select_patch(browser, 1)
+    assert float(slicer.util.arrayFromVolume(proxy).mean()) == 1.0
+    assert float(slicer.util.arrayFromVolume(browser.GetProxyNode(conditioning)).mean()) == 11.0
 
 
 def test_attention_overlay_uses_colour_node_and_slice_views(mrml):

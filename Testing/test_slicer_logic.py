@@ -52,9 +52,7 @@ def tiny_bundle(root: Path) -> Path:
     each) on a 6-case phantom cohort. Good enough to exercise every path, not to be accurate.
     Also used by bench/bench_slicer_logic.py."""
     from neonet_core.config import get_preset
-    from neonet_core.neocls.train import train_cls
-    from neonet_core.neogen.training import train_autoencoder, train_controlnet, train_ldm
-    from neonet_core.neoseg import train_seg
+    from neonet_core.workflows.training import train_cls, train_stage
     from neonet_core.phantom.cohort import generate_cohort
     from neonet_core.progress import set_default_mode
 
@@ -68,16 +66,17 @@ def tiny_bundle(root: Path) -> Path:
     (root / "ellipsoids.csv").write_text("\n".join(rows) + "\n")
     cfg = get_preset("tiny")
     cfg.seg.channels, cfg.seg.roi_size = (4, 8, 16), (16, 32, 32)
-    cfg.seg.train.epochs, cfg.seg.train.batch_size, cfg.seg.train.lr, cfg.seg.train.device = 10, 1, 1e-2, "cpu"
+    cfg.seg.train.epochs, cfg.seg.train.batch_size, cfg.seg.train.lr = 10, 1, 1e-2
+    cfg.val_fraction = 0.25
     for section in (cfg.ae, cfg.ldm, cfg.controlnet, cfg.cls):
-        section.train.epochs, section.train.batch_size, section.train.device = 1, 2, "cpu"
+        section.train.epochs, section.train.batch_size = 1, 2
     set_default_mode("none")
     try:
-        out = train_seg(root / "ellipsoids.csv", cfg, root / "bundle", val_fraction=0.25)
+        out = train_stage("seg", root / "ellipsoids.csv", cfg, root / "bundle", "cpu")
         phantoms = generate_cohort(root / "phantoms", cases=6, positives=3, seed=3, size=(64, 64, 24), spacing=(2.5, 2.5, 4.0))
-        for train in (train_autoencoder, train_ldm, train_controlnet):
-            train(phantoms, cfg, out)
-        train_cls(phantoms, cfg, out, neogen=False)
+        for stage in ("ae", "ldm", "controlnet"):
+            train_stage(stage, phantoms, cfg, out, "cpu")
+        train_cls(phantoms, cfg, out, "cpu", neogen=False)
     finally:
         set_default_mode("bar")
     return out
@@ -346,7 +345,14 @@ def test_generate_patches_as_a_sequence_beside_the_real_patch(mrml, bundle):
 
 
 @pytest.mark.slow
-def test_background_generate_job(mrml, bundle):
+def test_background_generate_job_gives_the_in_process_patches(mrml, bundle):
+    """One generate path: the panel's `neonet generate` job and the console's in-process call make the
+    same patches into the same nodes, conditioned on the case's tumour flipped and turned as
+    `neonet generate` plans it for the seed (not the raw mask repeated)."""
+    from types import SimpleNamespace
+
+    from neonet_core.neogen.generate import plan_synthetic, transform_mask
+    from neonet_core.tlcr import tlcr_from_config
     from NeoNetSlicerLib.scene import load_segmentation, load_volume
 
     image_file, seg_file = sample_files()
@@ -354,11 +360,35 @@ def test_background_generate_job(mrml, bundle):
     user_seg = load_segmentation(context_of(mrml), seg_file)
     logic = NeoNetLogic(mrml.scene, mrml.app_logic)
     logic.cli_command = cli_with("generate")
+
+    def shown(browser):
+        """(patch, conditioning mask) arrays of each item of ``browser``."""
+        conditioning = nodes.find_output(mrml.scene, "vtkMRMLSequenceNode", "conditioning:PNI-", volume.GetID())
+        assert conditioning.GetNumberOfDataNodes() == 2
+        items = []
+        for n in range(2):
+            proxy = logic.select_patch(browser, n)
+            items.append((slicer.util.arrayFromVolume(proxy).copy(), slicer.util.arrayFromVolume(browser.GetProxyNode(conditioning)).copy()))
+        return items
+
+    in_process = logic.generate(volume, user_seg, bundle, count=2, label=0, device="cpu", seed=5, steps=2)
+    in_process_items = shown(in_process[1])
     events = []
-    sequence, browser, proxy, real = logic.start_generate(volume, user_seg, bundle, count=2, label=0, device="cpu", steps=2).wait(events.append)
+    sequence, browser, proxy, real = logic.start_generate(volume, user_seg, bundle, count=2, label=0, device="cpu", seed=5, steps=2).wait(events.append)
+    assert (sequence, browser, real) == (in_process[0], in_process[1], in_process[3])  # the same output nodes, updated
     assert sequence.GetNumberOfDataNodes() == 2
     np.testing.assert_allclose(node_matrix(proxy), node_matrix(real), atol=1e-4)
     assert events[-1]["event"] == "finished" and events[-1]["ok"]
+
+    image = volume_from_node(volume)
+    tumour = tlcr_from_config(image, nodes.mask_from_segmentation(user_seg, volume, image), None, logic.preprocess_config(bundle)).tumour_patch.array
+    plans = plan_synthetic([SimpleNamespace(case_id="case")], 2, 5)
+    assert any(plan.flips or plan.rot90 for plan in plans) and tumour.any()
+    for plan, (patch, mask), (patch_in_process, mask_in_process) in zip(plans, shown(browser), in_process_items):
+        np.testing.assert_allclose(patch, patch_in_process, atol=1e-5)
+        np.testing.assert_array_equal(mask, mask_in_process)
+        np.testing.assert_array_equal(mask, transform_mask(tumour, plan.flips, plan.rot90))
+    assert not np.array_equal(in_process_items[0][0], in_process_items[1][0])
 
 
 @pytest.mark.slow

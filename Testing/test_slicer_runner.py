@@ -1,5 +1,5 @@
-"""The Qt-free background runner on real subprocesses: JSON progress lines, Cancel kills the whole
-process group, GPU out-of-memory -> CPU fallback."""
+"""The Qt-free background runner and jobs on real subprocesses: JSON progress lines, Cancel kills the
+whole process group, the chosen device reaches the CLI as given, GPU out-of-memory -> CPU fallback."""
 
 from __future__ import annotations
 
@@ -14,19 +14,19 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [p for p in (str(ROOT), str(ROOT / "NeoNetSlicer")) if p not in sys.path]
 
+from NeoNetSlicerLib.jobs import Job  # noqa: E402
 from NeoNetSlicerLib.runner import (  # noqa: E402
     CLIRunner,
     cli_command,
     is_out_of_memory,
     library_env,
-    run_with_cpu_fallback,
     set_device_argument,
 )
 
 # A worker that reports through neonet_core.progress exactly as the neonet CLI does with --progress json.
 WORKER = textwrap.dedent(
     """
-    import json, subprocess, sys, time
+    import json, os, subprocess, sys, time
     from neonet_core.progress import Progress, emit, set_default_mode
     set_default_mode("json")
     mode = sys.argv[1]
@@ -36,7 +36,7 @@ WORKER = textwrap.dedent(
         with Progress(4, "work") as p:
             for i in range(4):
                 p.update(1, loss=1.0 / (i + 1))
-        emit("result", device=device)
+        emit("result", device=device, gpus=os.environ.get("CUDA_VISIBLE_DEVICES"))
     elif mode == "hang":
         child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
         emit("child", pid=child.pid)
@@ -101,21 +101,16 @@ def test_cancel_kills_the_whole_process_group(worker):
     assert _gone(runner.pid) and _gone(child)
 
 
-def test_gpu_out_of_memory_falls_back_to_cpu_with_a_warning(worker):
-    seen = []
-    result = run_with_cpu_fallback(["oom"], device="cuda:0", on_event=seen.append, command=lambda args: worker(*args))
-    assert result.ok
-    assert seen[0]["event"] == "warning" and "out of memory" in seen[0]["message"] and "CPU" in seen[0]["message"]
-    assert result.events[0] == seen[0]
-    assert result.events[-1] == {"event": "result", "device": "cpu"}
+def test_other_failures_do_not_rerun(worker, tmp_path):
+    from NeoNetSlicerLib.jobs import JobError
 
-
-def test_other_failures_do_not_rerun(worker):
-    seen = []
-    result = run_with_cpu_fallback(["fail"], device="cuda:0", on_event=seen.append, command=lambda args: worker(*args))
-    assert result.returncode == 1 and not result.out_of_memory
-    assert result.error_line == "neonet predict: error: scan.nrrd: file not found"
-    assert not any(e["event"] == "warning" for e in seen)
+    events = []
+    job = Job("predict", ["fail"], "cuda:0", load=lambda folder: "loaded", workdir=tmp_path / "w", command=lambda args: worker(*args)).start()
+    with pytest.raises(JobError, match="^neonet predict: error: scan.nrrd: file not found$"):
+        job.wait(events.append)
+    assert job.result is None and job.current_device == "cuda:0" and job.warnings == []
+    assert not job.runner.result.out_of_memory and job.runner.result.returncode == 1
+    assert not any(e["event"] == "warning" for e in events)
 
 
 def test_command_and_device_helpers():
@@ -130,18 +125,20 @@ def test_command_and_device_helpers():
     assert env["PYTHONPATH"].split(os.pathsep)[0] == str(ROOT)
 
 
-def test_gpu_index_becomes_cuda_visible_devices():
-    from NeoNetSlicerLib.runner import select_gpu
-
-    assert select_gpu({"A": "1"}, "cuda:2") == ({"A": "1", "CUDA_VISIBLE_DEVICES": "2"}, "cuda")
-    assert select_gpu({"CUDA_VISIBLE_DEVICES": "4,6"}, "cuda:1") == ({"CUDA_VISIBLE_DEVICES": "6"}, "cuda")
-    assert select_gpu({}, "mps") == ({}, "mps")
-    with pytest.raises(ValueError, match="GPU 2 does not exist"):
-        select_gpu({"CUDA_VISIBLE_DEVICES": "0,1"}, "cuda:2")
+def test_job_passes_the_chosen_device_to_the_cli_as_given(worker, tmp_path):
+    """cuda:N goes to the CLI's --device unchanged; the environment's GPU list is left alone."""
+    for device in ("cuda:1", "mps", "auto"):
+        events = []
+        job = Job("predict", ["steps", "--device", "cpu"], device, load=lambda folder: "loaded", workdir=tmp_path / device,
+                  command=lambda args: worker(*args), env={**library_env(), "CUDA_VISIBLE_DEVICES": "4,6"})
+        assert job.start().wait(events.append) == "loaded"
+        argv = job.runner.process.args
+        assert argv[-2:] == ["--device", device] and argv.count("--device") == 1
+        assert {"event": "result", "device": device, "gpus": "4,6"} in events and job.current_device == device
 
 
 def test_job_reruns_on_cpu_after_gpu_oom_then_loads(worker, tmp_path):
-    from NeoNetSlicerLib.jobs import Job, describe
+    from NeoNetSlicerLib.jobs import describe
 
     workdir = tmp_path / "work"
     workdir.mkdir()
@@ -157,7 +154,7 @@ def test_job_reruns_on_cpu_after_gpu_oom_then_loads(worker, tmp_path):
 
 
 def test_cancelled_job_loads_nothing(worker, tmp_path):
-    from NeoNetSlicerLib.jobs import Job, JobError
+    from NeoNetSlicerLib.jobs import JobError
 
     loaded = []
     job = Job("predict", ["hang"], "cpu", load=loaded.append, workdir=tmp_path / "w", command=lambda args: worker(*args)).start()

@@ -72,7 +72,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
-    from NeoNetSlicerLib.logic import default_bundle_path
+    from NeoNetSlicerLib.base import default_bundle_path
     from NeoNetSlicerLib.sampledata import SAMPLE_FILES, sample_data_dir
 
     image_file, seg_file = (sample_data_dir() / name for name in SAMPLE_FILES)

@@ -20,7 +20,6 @@ from NeoNetSlicerLib.runner import (
     fallback_warning,
     library_env,
     needs_cpu_fallback,
-    select_gpu,
     set_device_argument,
 )
 
@@ -48,8 +47,7 @@ class Job:
         return self
 
     def _launch(self, device: str) -> None:
-        env, cli_device = select_gpu(self._env, device)
-        self.runner = CLIRunner().start(self._command(set_device_argument(self.arguments, cli_device)), env)
+        self.runner = CLIRunner().start(self._command(set_device_argument(self.arguments, device)), self._env)
         self.current_device = device
 
     def poll(self) -> list[dict]:

@@ -3,8 +3,8 @@
 The GUI polls :meth:`CLIRunner.poll` from a timer (it never blocks); scripts and tests call
 :meth:`CLIRunner.wait`. The process starts in its own session (process group), so :meth:`cancel`
 kills the CLI and every worker it spawned. A CUDA out-of-memory failure is recognised from the
-CLI's one-line error (:func:`is_out_of_memory`) so the caller can rerun on the CPU:
-:func:`run_with_cpu_fallback` does exactly that and reports a warning event.
+CLI's one-line error (:func:`is_out_of_memory`) so the caller can rerun on the CPU
+(:class:`NeoNetSlicerLib.jobs.Job` does, and reports a warning event).
 """
 
 from __future__ import annotations
@@ -198,7 +198,7 @@ def _signal_group(pid: int, sig) -> None:
 def set_device_argument(arguments: list[str], device: str) -> list[str]:
     """``arguments`` with ``--device X`` replaced (or added) by ``--device device``."""
     out, skip = [], False
-    for n, arg in enumerate(arguments):
+    for arg in arguments:
         if skip:
             skip = False
             continue
@@ -209,41 +209,6 @@ def set_device_argument(arguments: list[str], device: str) -> list[str]:
             continue
         out.append(arg)
     return [*out, "--device", device]
-
-
-def select_gpu(env: dict, device: str) -> tuple[dict, str]:
-    """``cuda:N`` -> (env with CUDA_VISIBLE_DEVICES naming that GPU, "cuda"); other devices unchanged.
-
-    The CLI then sees one GPU whatever ``--device`` choices it accepts. N counts the GPUs this
-    process may use (an existing CUDA_VISIBLE_DEVICES list is respected).
-    """
-    if not device.startswith("cuda:"):
-        return env, device
-    index = int(device.split(":", 1)[1])
-    visible = [v for v in env.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
-    if visible and index >= len(visible):
-        raise ValueError(f"GPU {index} does not exist: CUDA_VISIBLE_DEVICES lists {len(visible)} GPU(s)")
-    return {**env, "CUDA_VISIBLE_DEVICES": visible[index] if visible else str(index)}, "cuda"
-
-
-def run_with_cpu_fallback(arguments: list[str], device: str = "auto", on_event=None, env=None, command=cli_command) -> RunResult:
-    """Run ``neonet <arguments> --device device``; on a GPU out-of-memory failure, rerun on the CPU.
-
-    The fallback is reported as ``{"event": "warning", "message": ...}`` through ``on_event`` and is
-    kept first in the returned result's events. ``command(arguments) -> argv`` builds the process
-    command (default: the neonet CLI in this Python). Blocking: for scripts and tests; the GUI uses
-    :class:`CLIRunner` with a timer and :func:`needs_cpu_fallback`.
-    """
-    env, device = select_gpu(env or library_env(), device)
-    result = CLIRunner().start(command(set_device_argument(arguments, device)), env).wait(on_event)
-    if needs_cpu_fallback(result, device):
-        warning = fallback_warning(device)
-        if on_event:
-            on_event(warning)
-        retry = CLIRunner().start(command(set_device_argument(arguments, "cpu")), env).wait(on_event)
-        retry.events.insert(0, warning)
-        return retry
-    return result
 
 
 def needs_cpu_fallback(result: RunResult, device: str) -> bool:

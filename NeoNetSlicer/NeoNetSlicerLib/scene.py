@@ -72,7 +72,7 @@ def load_volume(context: SceneContext, path: str | Path, name: str | None = None
     if not path.is_file():
         raise FileNotFoundError(f"{path}: file not found")
     volumes = context.app_logic.GetModuleLogic("Volumes")
-    node = volumes.AddArchetypeVolume(str(path), name or _stem(path), 1 if labelmap else 0)
+    node = volumes.AddArchetypeVolume(str(path), name or file_stem(path), 1 if labelmap else 0)
     if node is None:
         raise OSError(f"{path}: Slicer could not read this volume")
     return node
@@ -86,7 +86,7 @@ def load_segmentation(context: SceneContext, path: str | Path, name: str | None 
     if not path.is_file():
         raise FileNotFoundError(f"{path}: file not found")
     scene = context.scene
-    segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name or _stem(path))
+    segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name or file_stem(path))
     if path.name.lower().endswith(".seg.nrrd"):
         storage = slicer.vtkMRMLSegmentationStorageNode()
         scene.AddNode(storage)
@@ -94,7 +94,7 @@ def load_segmentation(context: SceneContext, path: str | Path, name: str | None 
         ok = storage.ReadData(segmentation)
         scene.RemoveNode(storage)
     else:
-        labelmap = load_volume(context, path, (name or _stem(path)) + " labelmap", labelmap=True)
+        labelmap = load_volume(context, path, (name or file_stem(path)) + " labelmap", labelmap=True)
         ok = slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(labelmap, segmentation)
         scene.RemoveNode(labelmap)
     if not ok:
@@ -103,7 +103,8 @@ def load_segmentation(context: SceneContext, path: str | Path, name: str | None 
     return segmentation
 
 
-def _stem(path: Path) -> str:
+def file_stem(path: Path) -> str:
+    """``path``'s name without its volume suffix (``case.seg.nrrd`` -> ``case``)."""
     name = path.name
     for suffix in (".seg.nrrd", ".nii.gz", ".nrrd", ".nii", ".nhdr", ".mha", ".mhd"):
         if name.lower().endswith(suffix):

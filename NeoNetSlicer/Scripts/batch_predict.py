@@ -57,7 +57,9 @@ def cases_from_input_dir(folder: Path) -> list[tuple[str, Path, Path | None]]:
     if not folder.is_dir():
         raise SystemExit(f"batch_predict: error: {folder}: not a folder")
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.name.lower().endswith(VOLUME_SUFFIXES))
-    stems = {p: _stem(p) for p in files}
+    from NeoNetSlicerLib.scene import file_stem
+
+    stems = {p: file_stem(p) for p in files}
     images = [p for p in files if not p.name.lower().endswith(".seg.nrrd") and not stems[p].lower().endswith(MASK_MARKERS)]
     cases = []
     for image in images:
@@ -77,12 +79,6 @@ def cases_from_manifest(path: Path):
         raise SystemExit(f"batch_predict: error: {whole[0].file}: {whole[0].problem}")
     bad = [(p.case_id, f"{p.file + ': ' if p.file else ''}{p.problem}") for p in problems]
     return [(c.case_id, c.image, c.tumor_mask) for c in cases], bad
-
-
-def _stem(path: Path) -> str:
-    from NeoNetSlicerLib.scene import _stem as stem
-
-    return stem(path)
 
 
 def write_results(rows: list[dict], path: Path) -> None:
