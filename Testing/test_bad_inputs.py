@@ -240,7 +240,7 @@ def test_manifest_problems_are_manifest_errors_naming_the_csv(tmp_path):
 @pytest.fixture(scope="module")
 def cls_bundle(tmp_path_factory) -> Path:
     """A bundle holding an untrained, seeded PattenNet (as test_predict builds it)."""
-    from neonet_core.neocls.baselines import build_classifier
+    from neonet_core.neocls.models import build_classifier
     from neonet_core.neocls.stage import network_config
 
     folder = tmp_path_factory.mktemp("bundle") / "cls bundle"

@@ -31,14 +31,24 @@ def test_round_trip_gives_identical_outputs(tmp_path):
     torch.testing.assert_close(zipped.load_into("seg", nn.Conv3d(1, 2, 3))(x), net(x), rtol=0, atol=0)
 
 
-def test_changed_weight_file_is_refused(tmp_path):
+def test_changed_weight_file_is_refused_when_its_network_is_loaded(tmp_path):
+    """A flipped byte in one network's weights: that network and ``verify`` refuse, the others load."""
     _make_bundle(tmp_path / "b")
-    weights = tmp_path / "b" / "seg.safetensors"
+    info = json.loads((tmp_path / "b" / "bundle.json").read_text())
+    add_network(tmp_path / "b", info, "ldm", nn.Conv3d(1, 1, 1).state_dict(), {"kind": "conv"})
+    write_bundle_info(tmp_path / "b", info)
+    weights = tmp_path / "b" / "ldm.safetensors"
     data = bytearray(weights.read_bytes())
     data[-1] ^= 0xFF
     weights.write_bytes(bytes(data))
+    bundle = load_bundle(tmp_path / "b")
+    bundle.load_into("seg", nn.Conv3d(1, 2, 3))
+    with pytest.raises(BundleError, match="SHA-256 mismatch for network 'ldm'"):
+        bundle.state_dict("ldm")
+    with pytest.raises(BundleError, match="SHA-256 mismatch for network 'ldm'"):
+        load_bundle(tmp_path / "b").verify()
     with pytest.raises(BundleError, match="SHA-256 mismatch"):
-        load_bundle(tmp_path / "b")
+        zip_bundle(tmp_path / "b", tmp_path / "b.zip")
 
 
 def test_pickle_in_place_of_safetensors_is_never_unpickled(tmp_path):

@@ -99,3 +99,11 @@ def test_usage_errors(tmp_path, neonet, capsys):
     assert "either --image" in capsys.readouterr().err
     assert neonet("crop", "--manifest", tmp_path / "none.csv", "--out", tmp_path / "o") == 1
     assert "manifest not found" in capsys.readouterr().err
+
+
+def test_case_ids_become_safe_folder_names():
+    from neonet_core.batch import safe_case_name
+
+    assert safe_case_name("pat 01/scan:2") == "pat_01_scan_2"
+    assert safe_case_name("..hidden.") == "hidden" and safe_case_name("...") == "case"
+    assert safe_case_name("patient-é.v2") == "patient-_.v2"

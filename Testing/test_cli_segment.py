@@ -43,7 +43,7 @@ def test_train_seg_writes_a_bundle_and_reports_the_dice(trained_bundle, capsys):
     info = json.loads((trained_bundle / "bundle.json").read_text())
     assert "seg" in info["networks"] and info["config"]["seg"]["channels"] == [4, 8, 16]
     assert info["config"]["seg"]["train"]["seed"] == 3 and info["config"]["seg"]["train"]["epochs"] == 10
-    assert info["metrics"]["seg"]["steps"] == 10 * 2  # 2 training cases, batch 1
+    assert info["training"]["seg"]["steps"] == 10 * 2  # 2 training cases, batch 1
 
 
 def test_train_seg_refuses_an_existing_bundle_and_resumes_it(cohort, trained_bundle, capsys):
@@ -53,7 +53,7 @@ def test_train_seg_refuses_an_existing_bundle_and_resumes_it(cohort, trained_bun
     assert "already holds a NeoSeg network; use --resume" in capsys.readouterr().err
     assert main(args + ["--epochs", "11", "--seed", "3", "--resume"]) == 0
     assert "best validation Dice" in capsys.readouterr().out
-    assert json.loads((trained_bundle / "bundle.json").read_text())["metrics"]["seg"]["steps"] == 11 * 2
+    assert json.loads((trained_bundle / "bundle.json").read_text())["training"]["seg"]["steps"] == 11 * 2
 
 
 def test_train_seg_bad_inputs(cohort, tmp_path, capsys):

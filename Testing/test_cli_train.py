@@ -16,7 +16,8 @@ MICRO = {
     "ldm": {"channels": [16, 16, 16], "attention_levels": [False, False, False], "num_head_channels": 8, "sampling_steps": 2,
             "train": {"batch_size": 4}},
     "controlnet": {"conditioning_channels": [8, 16], "train": {"batch_size": 4}},
-    "cls": {"val_fraction": 0.25, "train": {"batch_size": 4}},
+    "val_fraction": 0.25,
+    "cls": {"train": {"batch_size": 4}},
 }
 
 

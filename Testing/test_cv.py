@@ -8,8 +8,8 @@ import pytest
 
 from neonet_core.errors import NeoNetError
 from neonet_core.manifest import Case
-from neonet_core.neocls import folds as F
-from neonet_core.neocls.cv import parse_models
+from neonet_core import splits as F
+from neonet_core.workflows.cv import parse_models
 
 
 def _cohort(n_patients=30, positives=11, seed=0):
@@ -46,10 +46,10 @@ def test_splits_never_leak():
     folds = F.assign_folds(cases, 5, seed=0)
     seen_val = []
     for k in range(5):
-        train, val = F.split(cases, folds, k)
+        train, val = F.fold_split(cases, folds, k)
         F.check_no_leakage(train, val)
         assert not {c.patient_id for c in train} & {c.patient_id for c in val}
-        inner_train, inner_val = F.inner_split(train, 0.2, seed=k)
+        inner_train, inner_val = F.hold_out(train, 0.2, seed=k).apply(train)
         F.check_no_leakage(inner_train, inner_val)
         assert {c.label for c in inner_val} == {0, 1}
         assert not {c.case_id for c in inner_train + inner_val} & {c.case_id for c in val}
@@ -92,7 +92,8 @@ MICRO = {
     "ldm": {"channels": [16, 16, 16], "attention_levels": [False, False, False], "num_head_channels": 8, "sampling_steps": 3,
             "train": {"epochs": 1, "batch_size": 4}},
     "controlnet": {"conditioning_channels": [8, 16], "train": {"epochs": 1, "batch_size": 4}},
-    "cls": {"val_fraction": 0.25, "train": {"epochs": 12, "batch_size": 4, "lr": 3e-3}},
+    "val_fraction": 0.25,
+    "cls": {"train": {"epochs": 12, "batch_size": 4, "lr": 3e-3}},
 }
 
 
@@ -128,7 +129,8 @@ def write_learnable_cohort(folder: Path, n=16, positives=8, seed=0) -> Path:
 
 @pytest.mark.slow
 def test_cv_end_to_end_beats_chance_and_resumes(tmp_path):
-    from neonet_core.neocls.cv import run_cv
+    from neonet_core.patches import PatchSet
+    from neonet_core.workflows.cv import run_cv
     from neonet_core.neocls.report import collect
 
     manifest = write_learnable_cohort(tmp_path / "cohort", n=16, positives=6)
@@ -146,12 +148,13 @@ def test_cv_end_to_end_beats_chance_and_resumes(tmp_path):
     plan = json.loads((out / "cv_plan.json").read_text())
     for k in range(2):
         val = {c for c, f in plan["folds"].items() if f == k}
-        train_manifest = (out / f"fold_{k}" / "train_manifest.csv").read_text()
-        assert not any(f"\n{c}," in train_manifest for c in val)
-        syn = (out / f"fold_{k}" / "synthetic" / "manifest.csv").read_text().splitlines()[1:]
-        assert syn, "NeoGen made no synthetic case"
-        for row in syn:
-            assert row.split(",")[-1] not in val and row.split(",")[-2] == "1"
+        (split,) = json.loads((out / f"fold_{k}" / "splits.json").read_text())["holdouts"].values()
+        held = set(split["val_patients"])
+        assert held and not held & {f"p{c[1:]}" for c in val}  # the inner hold-out comes from training patients
+        syn = PatchSet.load(out / f"fold_{k}" / "synthetic.npz")
+        assert len(syn), "NeoGen made no synthetic case"
+        assert not set(syn.sources) & val and set(syn.labels.tolist()) == {1} and syn.synthetic.all()
+        assert not {s for s in syn.sources} & {c for c in plan["folds"] if f"p{c[1:]}" in held}  # nor from inner validation
         result = json.loads((out / f"fold_{k}" / "pattennet+neogen" / "result.json").read_text())
         assert {c["case_id"] for c in result["cases"]} == val
         assert result["train"]["synthetic"] > 0

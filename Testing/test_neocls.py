@@ -4,11 +4,12 @@ import numpy as np
 import pytest
 import torch
 
+from neonet_core.augment import AugmentConfig
 from neonet_core.config import AEConfig, ClsConfig, NeoNetConfig, TrainConfig
-from neonet_core.neocls.baselines import build_classifier
+from neonet_core.neocls.models import build_classifier
 from neonet_core.neocls.dab import DualAttentionBlock3d, PositionAttention3d
-from neonet_core.neocls.data import PatchSet, augment
-from neonet_core.neocls.pattennet import PattenNet, grad_cam
+from neonet_core.patches import PatchSet
+from neonet_core.neocls.pattennet import grad_cam
 from neonet_core.neocls.stage import predict_probabilities, train_classifier
 from neonet_core.neogen.autoencoder import build_autoencoder, encode_features
 
@@ -51,9 +52,9 @@ def test_pattennet_encoder_depth_and_adapter_grid():
     ae_cfg = AEConfig()
     ae = build_autoencoder(ae_cfg).eval()
     x = torch.rand(2, 1, 16, 16, 16)
-    deepest = PattenNet(ae_cfg, ClsConfig(encoder_blocks=0)).eval()
+    deepest = build_classifier(ClsConfig(encoder_blocks=0), ae_cfg).eval()
     deepest.load_encoder(ae)
-    shallow = PattenNet(ae_cfg, ClsConfig()).eval()
+    shallow = build_classifier(ClsConfig(), ae_cfg).eval()
     shallow.load_encoder(ae)
     assert ClsConfig().encoder_blocks == 2
     with torch.no_grad():
@@ -63,9 +64,9 @@ def test_pattennet_encoder_depth_and_adapter_grid():
         for net in (deepest, shallow):
             assert net.adapter(net.encode(x)).shape == (2, ClsConfig().adapter_channels, 4, 4, 4)
             assert net(x).shape == (2,)
-    assert len(PattenNet(ae_cfg, ClsConfig(num_dab=0)).dabs) == 0
+    assert len(build_classifier(ClsConfig(num_dab=0), ae_cfg).dabs) == 0
     with pytest.raises(ValueError, match="adapter_channels"):
-        PattenNet(ae_cfg, ClsConfig(adapter_channels=0))
+        build_classifier(ClsConfig(adapter_channels=0), ae_cfg)
 
 
 def _toy_patches(n=16, size=16, seed=0) -> PatchSet:
@@ -82,7 +83,7 @@ def _toy_patches(n=16, size=16, seed=0) -> PatchSet:
 def test_frozen_encoder_unchanged_by_training(tmp_path):
     cfg = NeoNetConfig()
     cfg.preprocess.patch_size = 16
-    cfg.cls.train = TrainConfig(epochs=2, batch_size=4, lr=1e-2, device="cpu")
+    cfg.cls.train = TrainConfig(epochs=2, batch_size=4, lr=1e-2)
     torch.manual_seed(3)
     ae = build_autoencoder(cfg.ae)
     before = {k: v.clone() for k, v in ae.encoder.state_dict().items()}
@@ -103,7 +104,7 @@ def test_frozen_encoder_unchanged_by_training(tmp_path):
 def test_unfrozen_encoder_trains(tmp_path):
     cfg = NeoNetConfig()
     cfg.cls.freeze_encoder = False
-    cfg.cls.train = TrainConfig(epochs=1, batch_size=4, lr=1e-2, device="cpu")
+    cfg.cls.train = TrainConfig(epochs=1, batch_size=4, lr=1e-2)
     ae = build_autoencoder(cfg.ae)
     model, _ = train_classifier(_toy_patches(8), None, cfg, tmp_path / "run", autoencoder=ae)
     first = next(iter(model.encoder[0].parameters()))
@@ -127,8 +128,8 @@ def test_grad_cam_finds_the_blob(tmp_path):
     """After training on the toy, PattenNet's Grad-CAM is larger on the blob than in the corners."""
     cfg = NeoNetConfig()
     cfg.cls.freeze_encoder = False
-    cfg.cls.augment = False
-    cfg.cls.train = TrainConfig(epochs=15, batch_size=8, lr=3e-3, device="cpu")
+    cfg.cls.augment = AugmentConfig.off()
+    cfg.cls.train = TrainConfig(epochs=15, batch_size=8, lr=3e-3)
     data = _toy_patches(16)
     model, _ = train_classifier(data, None, cfg, tmp_path / "run", autoencoder=build_autoencoder(cfg.ae))
     p, spread = predict_probabilities(model, data.images, tta=True)
@@ -139,16 +140,20 @@ def test_grad_cam_finds_the_blob(tmp_path):
     assert float(centre) > float(cam.mean())
 
 
-def test_augment_only_touches_real_items():
+def test_classifier_augmentation_is_lossless_and_treats_synthetic_patches_like_real_ones():
+    """The training step's augmentation (ClsConfig.augment) changes every item alike; the mask channel
+    keeps its values (geometry only) and the geometry keeps every voxel (no interpolation)."""
+    from neonet_core.augment import augment_batch
+
+    cfg = ClsConfig()
+    assert cfg.augment.enabled and cfg.augment.geometry_is_lossless()
     torch.manual_seed(0)
-    x = torch.rand(4, 1, 8, 8, 8)
-    real = torch.tensor([True, False, True, False])
+    x = torch.rand(4, 2, 8, 8, 8)
+    x[:, 1] = (x[:, 1] > 0.5).float()
     torch.manual_seed(1)
-    out = augment(x, real, rotate_deg=10, intensity=0.1)
-    assert torch.equal(out[1], x[1]) and torch.equal(out[3], x[3])
-    assert not torch.equal(out[0], x[0])
+    out = augment_batch(x, cfg.augment, intensity_channels=[0])
+    assert all(not torch.equal(out[i], x[i]) for i in range(4))  # no item (real or synthetic) is left out
+    for i in range(4):
+        assert torch.equal(out[i, 1].sum(), x[i, 1].sum()) and set(out[i, 1].unique().tolist()) <= {0.0, 1.0}
     torch.manual_seed(1)
-    assert torch.equal(augment(x, real), out)  # same seed, same augmentation
-    # no rotation, no intensity: the result is a flip of the input (values preserved)
-    same = augment(x, torch.ones(4, dtype=torch.bool), rotate_deg=0, intensity=0)
-    assert torch.allclose(same.sort(-1).values.sum(), x.sort(-1).values.sum())
+    assert torch.equal(augment_batch(x, cfg.augment, intensity_channels=[0]), out)  # same seed, same augmentation

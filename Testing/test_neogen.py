@@ -10,17 +10,19 @@ import pytest
 import torch
 
 from neonet_core.bundle import load_bundle
-from neonet_core.config import get_preset, load_config
+from neonet_core.config import AEConfig, LDMConfig, get_preset, load_config, section_from_dict
 from neonet_core.engine import TrainConfig, Trainer, collate
 from neonet_core.manifest import read_manifest
 from neonet_core.neogen import build_autoencoder, build_controlnet, build_unet, decode_latents, encode_features
-from neonet_core.neogen.autoencoder import ae_config_from_dict
 from neonet_core.neogen.controlnet import controlled_unet_output, init_from_unet
-from neonet_core.neogen.data import FLIPS, ImagePatches, LatentCache, extract_patches, flip
-from neonet_core.neogen.diffusion import ldm_config_from_dict
+from neonet_core.augment import FLIPS, flip_variant as flip
+from neonet_core.neogen.data import ImagePatches, LatentCache
 from neonet_core.neogen.generate import balance_cases, generate_patches, load_neogen
 from neonet_core.neogen.stages import AEStage, ControlNetStage, LDMStage
-from neonet_core.neogen.training import ensure_latent_cache, train_autoencoder, train_controlnet, train_ldm
+from neonet_core.neogen.training import latent_cache
+from neonet_core.patches import extract_patches
+from neonet_core.splits import hold_out
+from neonet_core.workflows.training import train_stage
 from neonet_core.progress import set_default_mode
 from test_neogen_data import make_cohort
 
@@ -45,7 +47,7 @@ def cohort(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def config_file(tmp_path_factory):
-    short = {"epochs": 1, "batch_size": 2, "lr": 1e-3, "log_every": 1, "device": "cpu"}
+    short = {"epochs": 1, "batch_size": 2, "lr": 1e-3, "log_every": 1}
     data = {"preset": "tiny", "ae": {"train": {**short, "lr": 2e-3}}, "ldm": {"train": short}, "controlnet": {"train": short}}
     path = tmp_path_factory.mktemp("config") / "neogen.json"
     path.write_text(json.dumps(data))
@@ -55,9 +57,8 @@ def config_file(tmp_path_factory):
 @pytest.fixture(scope="module")
 def bundle(cohort, config_file, tmp_path_factory):
     out = tmp_path_factory.mktemp("b") / "bundle"
-    train_autoencoder(cohort, config_file, out)
-    train_ldm(cohort, config_file, out)
-    train_controlnet(cohort, config_file, out)
+    for stage in ("ae", "ldm", "controlnet"):
+        train_stage(stage, cohort, config_file, out, "cpu")
     return out
 
 
@@ -69,9 +70,9 @@ def records(cohort):
 def test_bundle_round_trip(bundle):
     b = load_bundle(bundle)
     assert set(b.networks) == {"autoencoder", "ldm", "controlnet"}
-    ae = b.load_into("autoencoder", build_autoencoder(ae_config_from_dict(b.network_config("autoencoder"))))
+    ae = b.load_into("autoencoder", build_autoencoder(section_from_dict(AEConfig, b.network_config("autoencoder"))))
     ldm_net = b.network_config("ldm")
-    unet = b.load_into("ldm", build_unet(ldm_config_from_dict(ldm_net), ldm_net["latent_channels"]))
+    unet = b.load_into("ldm", build_unet(section_from_dict(LDMConfig, ldm_net), ldm_net["latent_channels"]))
     assert ldm_net["latent_shape"] == [8, 8, 8] and ldm_net["scale_factor"] > 0
     assert ldm_net["autoencoder_sha256"] == b.networks["autoencoder"]["sha256"]
     from safetensors.torch import load_file
@@ -80,7 +81,7 @@ def test_bundle_round_trip(bundle):
     for key, value in ae.state_dict().items():
         torch.testing.assert_close(value, best[f"autoencoder.{key}"], rtol=0, atol=0)
     assert unet.num_class_embeds == 2
-    metrics = b.info["metrics"]
+    metrics = b.info["training"]
     assert {"psnr", "ssim"} <= set(metrics["ae"]["validation"]) and metrics["ae"]["train_cases"] == 6 and metrics["ae"]["val_cases"] == 2
     assert b.info["config"]["controlnet"]["conditioning_channels"] == [16, 32]
     models = load_neogen(bundle)
@@ -89,8 +90,8 @@ def test_bundle_round_trip(bundle):
 
 def test_autoencoder_round_trip_keeps_shape_and_range(bundle, records):
     b = load_bundle(bundle)
-    ae = b.load_into("autoencoder", build_autoencoder(ae_config_from_dict(b.network_config("autoencoder"))))
-    x = torch.from_numpy(np.stack([r.image for r in records[:3]]))[:, None]
+    ae = b.load_into("autoencoder", build_autoencoder(section_from_dict(AEConfig, b.network_config("autoencoder"))))
+    x = torch.from_numpy(records.images[:3])[:, None]
     with torch.no_grad():
         mu, sigma = ae.encode(x)
         recon = decode_latents(ae, mu)
@@ -103,12 +104,12 @@ def test_autoencoder_round_trip_keeps_shape_and_range(bundle, records):
 
 def test_latent_cache_holds_every_flip_variant(bundle, cohort, records):
     cache = LatentCache.read(bundle / "runs" / "latents.safetensors")
-    assert cache.case_ids == [r.case_id for r in records]
+    assert sorted(cache.case_ids) == sorted(records.case_ids)
     assert tuple(cache.tensors["mu"].shape) == (8, len(FLIPS), 4, 8, 8, 8)
     assert cache.tensors["tumour"].shape == (8, 32, 32, 32) and int(cache.tensors["val"].sum()) == 2
     b = load_bundle(bundle)
-    ae = b.load_into("autoencoder", build_autoencoder(ae_config_from_dict(b.network_config("autoencoder"))))
-    x = torch.from_numpy(records[2].image)[None, None]
+    ae = b.load_into("autoencoder", build_autoencoder(section_from_dict(AEConfig, b.network_config("autoencoder"))))
+    x = torch.from_numpy(records.select([cache.case_ids[2]]).images[0])[None, None]
     with torch.no_grad():
         for v in (0, 5):
             torch.testing.assert_close(cache.tensors["mu"][2, v], ae.encode(flip(x, v, 2))[0][0], rtol=1e-4, atol=1e-5)
@@ -116,7 +117,9 @@ def test_latent_cache_holds_every_flip_variant(bundle, cohort, records):
     assert cache.scale_factor() == pytest.approx(1.0 / float(train_mu.std()), rel=1e-5)
     assert b.network_config("ldm")["scale_factor"] == pytest.approx(cache.scale_factor(), rel=1e-6)
     before = (bundle / "runs" / "latents.safetensors").stat().st_mtime_ns
-    ensure_latent_cache(bundle, [c for c in read_manifest(cohort)])  # matching cache: reused, not rebuilt
+    cases = read_manifest(cohort)
+    train, val = hold_out(cases, 0.2, 0, bundle).apply(cases)  # the bundle's saved hold-out
+    latent_cache(bundle, records.of_cases(train), records.of_cases(val), "cpu")  # matching cache: reused, not rebuilt
     assert (bundle / "runs" / "latents.safetensors").stat().st_mtime_ns == before
     head = (bundle / "runs" / "latents.safetensors").read_bytes()[:8]
     assert head[:2] != b"\x80\x02" and not head.startswith(b"PK")  # safetensors, not a pickle / torch zip
@@ -146,12 +149,12 @@ def test_controlnet_needs_one_conditioning_stage_per_ae_downsampling():
 
 
 def _fit(stage, train_set, tmp_path, name, **kw):
-    cfg = TrainConfig(**{"epochs": 3, "batch_size": 2, "lr": 1e-3, "device": "cpu", "log_every": 100, "checkpoint_every": 100, **kw})
-    return Trainer(stage, train_set, None, cfg, tmp_path / name).fit()
+    cfg = TrainConfig(**{"epochs": 3, "batch_size": 2, "lr": 1e-3, "log_every": 100, "checkpoint_every": 100, **kw})
+    return Trainer(stage, train_set, None, cfg, tmp_path / name, "cpu").fit()
 
 
 def test_few_steps_lower_the_autoencoder_loss(records, tmp_path):
-    data = ImagePatches(records[:4])
+    data = ImagePatches(records.take(range(4)))
     batch = collate([data[i] for i in range(4)])
     torch.manual_seed(0)
     stage = AEStage(get_preset("tiny").ae)
@@ -195,15 +198,15 @@ def test_resume_reproduces_an_uninterrupted_run(bundle, tmp_path, stage_name):
         cn = ControlNetStage(cfg.controlnet, cfg.ldm, cfg.ae, ldm.unet, cache.latent_shape, cache.scale_factor())
         return cn, cn.controlnet
 
-    tcfg = TrainConfig(epochs=2, batch_size=2, lr=1e-3, device="cpu", checkpoint_every=2, log_every=1)
+    tcfg = TrainConfig(epochs=2, batch_size=2, lr=1e-3, checkpoint_every=2, log_every=1)
     full, full_net = make()
-    Trainer(full, cache.dataset("train"), None, tcfg, tmp_path / "full").fit()
+    Trainer(full, cache.dataset("train"), None, tcfg, tmp_path / "full", "cpu").fit()
     part, _ = make()
-    trainer = Trainer(part, cache.dataset("train"), None, tcfg, tmp_path / "part")
+    trainer = Trainer(part, cache.dataset("train"), None, tcfg, tmp_path / "part", "cpu")
     trainer.total_steps = 3  # killed after the step-2 checkpoint
     trainer.fit()
     resumed, resumed_net = make()
-    result = Trainer(resumed, cache.dataset("train"), None, tcfg, tmp_path / "part").fit(resume=True)
+    result = Trainer(resumed, cache.dataset("train"), None, tcfg, tmp_path / "part", "cpu").fit(resume=True)
     assert result.steps == 6
     for a, b in zip(full_net.state_dict().values(), resumed_net.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
@@ -211,7 +214,7 @@ def test_resume_reproduces_an_uninterrupted_run(bundle, tmp_path, stage_name):
 
 def test_generated_patches_have_shape_finite_values_and_follow_the_seed(bundle, records):
     models = load_neogen(bundle)
-    masks = [(r.tumour, r.anatomy) for r in records[5:7]]
+    masks = [(records.tumour[i], records.anatomy[i]) for i in (5, 6)]
     a = generate_patches(models, masks, label=1, seed=3, steps=STEPS, batch_size=2, progress=False)
     b = generate_patches(models, masks, label=1, seed=3, steps=STEPS, batch_size=1, progress=False)
     c = generate_patches(models, masks, label=1, seed=4, steps=STEPS, progress=False)
@@ -229,7 +232,7 @@ def test_generated_patches_have_shape_finite_values_and_follow_the_seed(bundle, 
 
 def test_balancing_makes_the_training_fold_one_to_one_and_never_uses_validation_cases(bundle, cohort, tmp_path):
     from neonet_core.io import read_volume
-    from neonet_core.neogen.data import case_patch
+    from neonet_core.patches import case_patch
     from neonet_core.neogen.generate import transform_mask
 
     cases = read_manifest(cohort)
@@ -286,13 +289,13 @@ def test_diffusion_stage_refuses_a_bundle_without_autoencoder(cohort, tmp_path):
     from neonet_core.errors import NeoNetError
 
     with pytest.raises(NeoNetError, match="no NeoNet bundle|not a NeoNet bundle|no such bundle|train ae"):
-        train_ldm(cohort, "tiny", tmp_path / "empty")
+        train_stage("ldm", cohort, "tiny", tmp_path / "empty", "cpu")
 
 
 @pytest.mark.slow
 def test_cli_trains_every_stage_with_resume_and_adversarial_loss(cohort, tmp_path, capsys):
     config = tmp_path / "adv.json"
-    short = {"epochs": 1, "batch_size": 3, "device": "cpu"}
+    short = {"epochs": 1, "batch_size": 3}
     config.write_text(json.dumps({"preset": "tiny", "ae": {"adversarial_weight": 0.1, "adversarial_warmup_epochs": 0, "train": short},
                                   "ldm": {"train": short}, "controlnet": {"train": short}}))
     out = tmp_path / "bundle"
@@ -315,5 +318,6 @@ def test_cli_generate_writes_the_quality_report(bundle, cohort, tmp_path):
     for png in ("gallery.png", "adherence.png", "diversity.png"):
         assert (report / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png in text
     assert "Frechet distance" in text and "own NeoGen autoencoder" in text and "Otsu" in text
+    assert "| detectability, AUC real vs synthetic |" in text and "| class fidelity, AUC synthetic PNI+ vs PNI- |" in text
     row = next(line for line in text.splitlines() if line.startswith("| mask adherence"))
     assert 0.0 <= float(row.split("|")[2]) <= 1.0

@@ -59,7 +59,8 @@ import torch  # noqa: E402
 from neonet_core.errors import NeoNetError  # noqa: E402
 from neonet_core.manifest import read_manifest  # noqa: E402
 from neonet_core.neogen.controlnet import MASK_CHANNELS, mask_channels  # noqa: E402
-from neonet_core.neogen.data import FLIPS, extract_patches, flip, split_by_patient  # noqa: E402
+from neonet_core.augment import FLIPS, flip_variant as flip  # noqa: E402
+from neonet_core.patches import extract_patches  # noqa: E402
 from neonet_core.neogen.generate import balance_counts, plan_synthetic, transform_mask  # noqa: E402
 
 
@@ -67,15 +68,15 @@ def test_patches_from_real_files_are_normalised_and_centred(tmp_path):
     from neonet_core.config import get_preset
 
     cases = read_manifest(make_cohort(tmp_path, labels=(0, 1)))
-    records = extract_patches(cases, get_preset("tiny"))
-    assert [r.case_id for r in records] == ["case00", "case01"] and [r.label for r in records] == [0, 1]
-    for r in records:
-        assert r.image.shape == (32, 32, 32) and r.image.dtype == np.float32
-        assert 0.0 <= r.image.min() and r.image.max() <= 1.0
-        assert r.tumour.sum() > 20
-        centre = np.argwhere(r.tumour).mean(0)
+    patches = extract_patches(cases, get_preset("tiny"))
+    assert patches.case_ids == ["case00", "case01"] and patches.labels.tolist() == [0, 1]
+    for image, tumour, anatomy in zip(patches.images, patches.tumour, patches.anatomy):
+        assert image.shape == (32, 32, 32) and image.dtype == np.float32
+        assert 0.0 <= image.min() and image.max() <= 1.0
+        assert tumour.sum() > 20
+        centre = np.argwhere(tumour).mean(0)
         assert np.all(np.abs(centre - 15.5) <= 1.0)  # the TLCR crop centres the tumour
-        assert set(np.unique(r.anatomy)) <= {0, 1, 3, 4}
+        assert set(np.unique(anatomy)) <= {0, 1, 3, 4}
 
 
 def test_mask_channels_one_hot():
@@ -99,16 +100,6 @@ def test_flip_variants_cover_all_axis_subsets():
     assert torch.equal(flip(x, 0, 1), x)
     for v in range(8):
         assert torch.equal(flip(flip(x, v, 1), v, 1), x)
-
-
-def test_split_keeps_patients_together():
-    patients = ["a", "a", "b", "c", "c", "d", "e"]
-    val = split_by_patient(patients, 0.4, seed=3)
-    held = {p for p, v in zip(patients, val) if v}
-    assert len(held) == 2 and all(v == (p in held) for p, v in zip(patients, val))
-    assert np.array_equal(val, split_by_patient(patients, 0.4, seed=3))
-    assert split_by_patient(["a", "b"], 0.01, 0).sum() == 1  # at least one patient held out
-    assert split_by_patient(["a"], 0.5, 0).sum() == 0  # but never every patient
 
 
 def test_balance_counts():

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from neonet_core.neogen.report import class_fidelity, dice, found_tumour, frechet_distance, ms_ssim
+from neonet_core.metrics import dice
+from neonet_core.neogen.report import found_tumour, frechet_distance, ms_ssim
 
 
 def _sphere(radius=5.0, size=32, centre=(16, 15, 17)):
@@ -35,13 +36,3 @@ def test_ms_ssim_and_frechet_distance():
     assert frechet_distance(x, x + 2.0) == pytest.approx(16.0, rel=1e-3)  # |mean shift|^2 = 4 * 2^2
 
 
-def test_class_fidelity_auc():
-    rng = np.random.default_rng(2)
-    y = np.array([0] * 20 + [1] * 20)
-    x = rng.standard_normal((40, 3)) + 3.0 * y[:, None]
-    syn_y = np.array([0] * 10 + [1] * 10)
-    syn_good = rng.standard_normal((20, 3)) + 3.0 * syn_y[:, None]
-    syn_bad = rng.standard_normal((20, 3)) + 3.0 * (1 - syn_y)[:, None]
-    good, real = class_fidelity(x, y, syn_good, syn_y)
-    bad, _ = class_fidelity(x, y, syn_bad, syn_y)
-    assert good > 0.95 and real > 0.95 and bad < 0.05

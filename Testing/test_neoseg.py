@@ -18,11 +18,13 @@ from neonet_core.bundle import load_bundle, zip_bundle
 from neonet_core.config import get_preset
 from neonet_core.errors import NeoNetError, NoTumourFoundError
 from neonet_core.io import read_volume, write_volume
-from neonet_core.neoseg import Segmenter, load_segmenter, localise, save_seg_network, train_seg
-from neonet_core.neoseg.data import random_crop, split_cases, working_grid
+from neonet_core.metrics import dice
+from neonet_core.neoseg import Segmenter, load_segmenter, localise, save_seg_network
+from neonet_core.neoseg.data import random_crop, working_grid
+from neonet_core.splits import hold_out
+from neonet_core.workflows.training import train_stage
 from neonet_core.neoseg.model import build_seg_net
 from neonet_core.neoseg.postprocess import keep_tumour_component, volume_ml
-from neonet_core.neoseg.stage import dice
 from neonet_core.tlcr import select_tumour_component
 from neonet_core.volume import Volume
 
@@ -36,6 +38,12 @@ def data_file(name: str) -> Path:
     return path
 
 
+def train_seg(manifest, cfg, out, resume=False, val_fraction=0.2):
+    """``neonet train seg`` as a library call: the bundle's hold-out, then NeoSeg."""
+    cfg.val_fraction = val_fraction
+    return train_stage("seg", manifest, cfg, out, "cpu", resume)
+
+
 def tiny_config(epochs=4):
     cfg = get_preset("tiny")
     cfg.seg.channels = (4, 8, 16)
@@ -45,7 +53,6 @@ def tiny_config(epochs=4):
     cfg.seg.train.lr = 5e-3
     cfg.seg.train.checkpoint_every = 2
     cfg.seg.train.log_every = 1
-    cfg.seg.train.device = "cpu"
     return cfg
 
 
@@ -118,8 +125,8 @@ def test_training_lowers_the_loss_and_writes_a_bundle(trained):
     assert len(dices) == 10 and all(0.0 <= d <= 1.0 for d in dices)
     bundle = load_bundle(bundle_dir)
     assert bundle.has("seg")
-    assert bundle.info["metrics"]["seg"]["train_cases"] == 3 and bundle.info["metrics"]["seg"]["val_cases"] == 1
-    assert bundle.info["metrics"]["seg"]["val_dice"] == pytest.approx(max(dices))
+    assert bundle.info["training"]["seg"]["train_cases"] == 3 and bundle.info["training"]["seg"]["val_cases"] == 1
+    assert bundle.info["training"]["seg"]["best_score"] == pytest.approx(max(dices))
     assert bundle.network_config("seg")["classes"] == ["background", "tumour"]
 
 
@@ -163,7 +170,7 @@ def test_split_keeps_patients_together():
     from neonet_core.manifest import Case
 
     cases = [Case(f"c{i}", Path("x"), Path("y"), None, None, f"p{i // 2}") for i in range(10)]
-    train, val = split_cases(cases, 0.2, seed=0)
+    train, val = hold_out(cases, 0.2, seed=0).apply(cases)
     assert len(train) + len(val) == 10 and len(val) == 2
     assert {c.patient_id for c in train}.isdisjoint({c.patient_id for c in val})
 

@@ -11,7 +11,7 @@ import torch
 from neonet_core.bundle import add_network, new_bundle_info, write_bundle_info
 from neonet_core.config import NeoNetConfig
 from neonet_core.io import read_mask_on_image, read_volume
-from neonet_core.neocls.baselines import build_classifier
+from neonet_core.neocls.models import build_classifier
 from neonet_core.neocls.stage import network_config
 from neonet_core.predict import Prediction, load_predictor, predict_case
 
@@ -100,6 +100,31 @@ def test_cli_predict_manifest_keeps_going_past_a_bad_case(bundle, tmp_path):
     assert [r["status"] for r in rows] == ["ok", "failed"]
     assert rows[1]["error"] and float(rows[0]["probability"]) >= 0
     assert (out / "good" / "attention.nii.gz").exists()
+
+
+def test_predictor_hashes_only_the_networks_it_loads(bundle, tmp_path):
+    """A flipped byte in a network predict never loads (here an LDM) goes unnoticed; one in the classifier is caught."""
+    import shutil
+
+    from neonet_core.bundle import load_bundle
+    from neonet_core.errors import BundleError
+    from neonet_core.predict import Predictor
+
+    def flip(folder, name):
+        weights = folder / f"{name}.safetensors"
+        data = bytearray(weights.read_bytes())
+        data[-1] ^= 0xFF
+        weights.write_bytes(bytes(data))
+
+    copy = shutil.copytree(bundle, tmp_path / "b")
+    info = load_bundle(copy).info
+    add_network(copy, info, "ldm", torch.nn.Conv3d(1, 1, 1).state_dict(), {"kind": "conv"})
+    write_bundle_info(copy, info)
+    flip(copy, "ldm")
+    assert Predictor(copy, "cpu").threshold == 0.5
+    flip(copy, "cls")
+    with pytest.raises(BundleError, match="SHA-256 mismatch for network 'cls'"):
+        Predictor(copy, "cpu")
 
 
 def test_no_mask_and_no_neoseg_is_a_clear_error(bundle):

@@ -97,7 +97,7 @@ def tumour_mask_file(path: Path, shape, spacing, centre) -> None:
 def train_tiny_bundle(folder: Path) -> Path:
     """A tiny NeoSeg bundle trained on 6 small cases like the bench volumes; returns the bundle folder."""
     from neonet_core.config import get_preset
-    from neonet_core.neoseg import train_seg
+    from neonet_core.workflows.training import train_stage
     from neonet_core.progress import set_default_mode
 
     set_default_mode("none")
@@ -111,8 +111,9 @@ def train_tiny_bundle(folder: Path) -> Path:
     (folder / "cohort.csv").write_text("\n".join(rows) + "\n")
     cfg = get_preset("tiny")
     cfg.seg.channels, cfg.seg.roi_size = (4, 8, 16), (16, 32, 32)
-    cfg.seg.train.epochs, cfg.seg.train.batch_size, cfg.seg.train.lr, cfg.seg.train.device = 12, 2, 1e-2, "cpu"
-    return train_seg(folder / "cohort.csv", cfg, folder / "bundle", val_fraction=0.0)
+    cfg.seg.train.epochs, cfg.seg.train.batch_size, cfg.seg.train.lr = 12, 2, 1e-2
+    cfg.val_fraction = 0.0
+    return train_stage("seg", folder / "cohort.csv", cfg, folder / "bundle", "cpu")
 
 
 def measure_pipeline(image_path: str, mask_path: str, bundle: str, threads: int) -> dict:

@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 from neonet_core.config import get_preset
-from neonet_core.engine import TrainConfig, Trainer, resolve_device
+from neonet_core.device import resolve_device
+from neonet_core.engine import TrainConfig, Trainer
 from neonet_core.neogen.controlnet import build_controlnet
 from neonet_core.neogen.data import ImagePatches, LatentCache, PatchRecord, write_latent_cache
 from neonet_core.neogen.generate import NeoGenModels, generate_patches

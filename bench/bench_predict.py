@@ -44,7 +44,7 @@ def _bundle(folder: Path, model: str) -> Path:
 
     from neonet_core.bundle import add_network, new_bundle_info, write_bundle_info
     from neonet_core.config import NeoNetConfig
-    from neonet_core.neocls.baselines import build_classifier
+    from neonet_core.neocls.models import build_classifier
     from neonet_core.neocls.stage import network_config
 
     cfg = NeoNetConfig()

@@ -40,8 +40,9 @@ def main() -> int:
 
     from neonet_core.config import load_config
     from neonet_core.manifest import load_case, read_manifest
-    from neonet_core.neoseg import load_segmenter, train_seg
-    from neonet_core.neoseg.stage import dice
+    from neonet_core.neoseg import load_segmenter
+    from neonet_core.workflows.training import train_stage
+    from neonet_core.metrics import dice
     from neonet_core.phantom import generate_cohort
     from neonet_core.progress import set_default_mode
     from neonet_core.tlcr import tumour_roi
@@ -54,7 +55,6 @@ def main() -> int:
         config.seg.train.epochs = args.epochs
     if args.spacing is not None:
         config.seg.spacing_mm = args.spacing
-    config.seg.train.device = "cpu"
 
     train_manifest = work / "train" / "manifest.csv"
     if not train_manifest.exists():
@@ -65,9 +65,9 @@ def main() -> int:
 
     bundle_dir = work / f"bundle-{int(time.time())}"
     cpu0, wall0 = time.process_time(), time.perf_counter()
-    train_seg(train_manifest, config, bundle_dir)
+    train_stage("seg", train_manifest, config, bundle_dir, "cpu")
     train_cpu, train_wall = time.process_time() - cpu0, time.perf_counter() - wall0
-    info = json.loads((bundle_dir / "bundle.json").read_text())["metrics"]["seg"]
+    info = json.loads((bundle_dir / "bundle.json").read_text())["training"]["seg"]
 
     segmenter = load_segmenter(bundle_dir, "cpu")
     roi_mm, component = config.preprocess.roi_mm, config.preprocess.component
@@ -92,7 +92,7 @@ def main() -> int:
     print()
     print(f"config {args.config}: spacing {config.seg.spacing_mm} mm, channels {config.seg.channels}, roi {config.seg.roi_size}, "
           f"epochs {config.seg.train.epochs}, {info['train_cases']} train / {info['val_cases']} val cases, {info['steps']} steps")
-    print(f"training: {train_cpu:.0f} s CPU time, {train_wall:.0f} s wall ({args.threads} threads); best val Dice {info['val_dice']:.3f} at step {info['best_step']}")
+    print(f"training: {train_cpu:.0f} s CPU time, {train_wall:.0f} s wall ({args.threads} threads); best val Dice {info['best_score']:.3f} at step {info['best_step']}")
     print(f"held-out cohort (seed 1, {len(rows)} cases): tumour Dice mean {dices.mean():.3f}, median {np.median(dices):.3f}, min {dices.min():.3f}")
     print(f"TLCR centre within 5 mm of the true-mask centre: {np.mean(shifts <= 5.0) * 100:.1f} % of cases "
           f"(median shift {np.median(shifts):.2f} mm, max {shifts.max():.2f} mm)")

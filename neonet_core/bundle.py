@@ -6,8 +6,9 @@ Layout::
                          preprocessing, class names, decision threshold, cohort summary, metrics
     <network>.safetensors  one weight file per network (e.g. seg, ae, ldm, controlnet, cls)
 
-Loading verifies the format version and every hash before any weight is read, and never
-unpickles: weights are safetensors only. Writing is atomic per file, and ``bundle.json`` is
+Loading checks the format version and that every weight file is there; a network's SHA-256 is
+verified when its weights are first read (:meth:`Bundle.verify` checks them all). Never unpickles:
+weights are safetensors only. Writing is atomic per file, and ``bundle.json`` is
 written last, so a bundle interrupted mid-write never claims a weight file it does not hold.
 """
 
@@ -45,10 +46,11 @@ def sha256_file(path: str | Path) -> str:
 
 @dataclass
 class Bundle:
-    """A verified bundle on disk. ``info`` is the parsed ``bundle.json``."""
+    """A bundle on disk. ``info`` is the parsed ``bundle.json``; weight hashes are checked on first read."""
 
     path: Path
     info: dict[str, Any] = field(default_factory=dict)
+    _verified: set[str] = field(default_factory=set, repr=False)
 
     @property
     def networks(self) -> dict[str, dict[str, Any]]:
@@ -60,11 +62,21 @@ class Bundle:
     def network_config(self, network: str) -> dict[str, Any]:
         return self._entry(network)["config"]
 
+    def verify(self, networks: list[str] | None = None) -> "Bundle":
+        """Check the SHA-256 of ``networks``' weight files (default: all), each once. Raises BundleError."""
+        for name in self.networks if networks is None else networks:
+            if name not in self._verified:
+                file = self.path / self._entry(name)["file"]
+                if sha256_file(file) != self._entry(name)["sha256"]:
+                    raise BundleError(file, f"SHA-256 mismatch for network {name!r}: the file was changed or is corrupt")
+                self._verified.add(name)
+        return self
+
     def state_dict(self, network: str) -> dict[str, torch.Tensor]:
-        """Weights of ``network`` (hash already verified at load; read with safetensors only)."""
+        """Weights of ``network``, its hash verified first; read with safetensors only."""
         from safetensors.torch import load_file
 
-        file = self.path / self._entry(network)["file"]
+        file = self.path / self.verify([network])._entry(network)["file"]
         try:
             return load_file(str(file))
         except Exception as err:  # safetensors raises its own error types for foreign files
@@ -102,7 +114,10 @@ class Bundle:
 
 
 def load_bundle(path: str | Path) -> Bundle:
-    """Open a bundle folder or .zip, check format version and all weight hashes. Raises BundleError."""
+    """Open a bundle folder or .zip: check the format version and that every weight file exists.
+
+    Hashes are checked when a network's weights are read (:meth:`Bundle.verify` checks all). Raises BundleError.
+    """
     path = Path(path)
     if not path.exists():
         raise BundleError(path, "no such bundle (folder or .zip)")
@@ -130,8 +145,6 @@ def load_bundle(path: str | Path) -> Bundle:
             raise BundleError(manifest, f"network {name!r} names a weight file that is not a local .safetensors: {entry['file']!r}")
         if not file.is_file():
             raise BundleError(file, f"weight file of network {name!r} is missing")
-        if sha256_file(file) != entry["sha256"]:
-            raise BundleError(file, f"SHA-256 mismatch for network {name!r}: the file was changed or is corrupt")
     return Bundle(path, info)
 
 
@@ -182,13 +195,35 @@ def write_bundle_info(bundle_dir: str | Path, info: dict[str, Any]) -> Path:
 def read_or_new_bundle_info(bundle_dir: str | Path, config: dict[str, Any]) -> dict[str, Any]:
     """The current ``bundle.json`` of ``bundle_dir`` (verified) when there is one, else a new one."""
     if (Path(bundle_dir) / MANIFEST).exists():
-        return load_bundle(bundle_dir).info
+        return load_bundle(bundle_dir).verify().info
     return new_bundle_info(config)
 
 
+def model_card(info: dict, name: str) -> str:
+    """The model card of a bundle: a short plain-text summary of its ``bundle.json`` ``info``.
+
+    ``name`` is shown when ``info`` has none. Printed by ``neonet bundle info``, shown by the Slicer panel.
+    """
+    config = info.get("config", {})
+    pre = config.get("preprocess", {})
+    lines = [
+        f"NeoNet bundle {info.get('name', name)} (library {info.get('library_version')}, preset {config.get('preset')})",
+        f"networks: {', '.join(sorted(info.get('networks', {}))) or 'none'}",
+        f"preprocessing: {pre.get('roi_mm')} mm TLCR cube -> {pre.get('patch_size')}^3 patch",
+    ]
+    if "threshold" in info:
+        lines.append(f"decision threshold: {info['threshold']:.3f} ({info.get('threshold_source', 'source not recorded')})")
+    if "cohort" in info:
+        c = info["cohort"]
+        lines.append(f"training cohort: {c.get('cases')} cases ({c.get('positive')} PNI+, {c.get('negative')} PNI-)")
+    if info.get("model_card"):
+        lines.append(str(info["model_card"]))
+    return "\n".join(lines)
+
+
 def zip_bundle(bundle_dir: str | Path, zip_path: str | Path) -> Path:
-    """Pack a bundle folder into a .zip (atomically)."""
-    bundle = load_bundle(bundle_dir)
+    """Pack a bundle folder into a .zip (atomically), every hash verified first."""
+    bundle = load_bundle(bundle_dir).verify()
     with atomic_path(zip_path) as tmp:
         with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as zf:
             zf.write(bundle.path / MANIFEST, MANIFEST)

@@ -11,7 +11,10 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from neonet_core.augment import AugmentConfig
 from neonet_core.engine import TrainConfig
+
+TRAINED_SECTIONS = ("seg", "ae", "ldm", "controlnet", "cls")  # the sections with a ``train`` schedule
 
 
 @dataclass
@@ -45,8 +48,8 @@ class SegConfig:
     threshold: float = 0.5  # on the tumour probability
     min_component_ml: float = 0.05  # tumour components smaller than this are dropped
     pos_fraction: float = 0.8  # share of training crops centred on a tumour voxel
-    flip: bool = True  # random flips along each axis
-    intensity_jitter: float = 0.1  # random gain and offset of the normalised intensities, +/- this much
+    # random flips of each crop and gain/offset of its intensities (the crop's label map follows the geometry)
+    augment: AugmentConfig = field(default_factory=lambda: AugmentConfig(rotate_deg=0.0))
     # Tiny defaults measured by bench/neoseg_quality.py (48 train cases): held-out Dice 0.84, 95 % within 5 mm.
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=50, batch_size=2, lr=3e-3))
 
@@ -64,7 +67,7 @@ class AEConfig:
     adversarial_weight: float = 0.0  # 0 disables the patch discriminator
     adversarial_warmup_epochs: int = 5
     discriminator_channels: int = 32
-    val_fraction: float = 0.2  # patients held out for validation (best-model selection) by every NeoGen stage
+    augment: AugmentConfig = field(default_factory=lambda: AugmentConfig(rotate_deg=0.0, gain=0.0, offset=0.0))  # flips
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=20, batch_size=4, lr=1e-3))
 
 
@@ -116,11 +119,9 @@ class ClsConfig:
     adapter_channels: int = 32  # conv + BatchNorm + ReLU before the DABs (as in DANet); 0 = none
     adapter_layers: int = 1  # such layers at the deepest grid, after the max-pool stages that reach it
     dropout: float = 0.2
-    val_fraction: float = 0.2  # patients of the training set held out for best-model selection + threshold
     balance_loss: bool = True  # weight positives by n_neg / n_pos in the loss (1 once NeoGen balanced the classes)
-    augment: bool = True  # flips, small rotations, intensity gain/offset on real training patches
-    rotate_deg: float = 10.0
-    intensity_jitter: float = 0.1
+    # lossless (flips, quarter turns, integer shifts, gain/offset), applied alike to real and synthetic patches
+    augment: AugmentConfig = field(default_factory=AugmentConfig.lossless)
     tta: bool = True  # predict: average the 8 flip variants, spread = uncertainty
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=100, batch_size=8, lr=1e-3, weight_decay=1e-4))
 
@@ -130,6 +131,10 @@ class NeoNetConfig:
     """The whole configuration: preprocessing plus one section per stage."""
 
     preset: str = "tiny"
+    # Patients held out (stratified, :mod:`neonet_core.splits`) by every stage of one training run:
+    # NeoSeg, NeoGen and the classifier validate on the same patients.
+    val_fraction: float = 0.2
+    seed: int = 0  # the run's seed: the hold-out and the synthetic draws (``--seed`` sets it and every stage's train.seed)
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     seg: SegConfig = field(default_factory=SegConfig)
     ae: AEConfig = field(default_factory=AEConfig)
@@ -142,21 +147,51 @@ class NeoNetConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "NeoNetConfig":
-        return _from_dict(cls, data)
+        return section_from_dict(cls, data, strict=True)
+
+    def with_overrides(self, epochs: int | None = None, seed: int | None = None, sections=TRAINED_SECTIONS) -> "NeoNetConfig":
+        """A copy with the command line's ``epochs`` (the named ``sections``) and ``seed`` (every
+        stage, and so every split and synthetic draw) applied; ``None`` keeps the config's value."""
+        from neonet_core.errors import InputError
+
+        if epochs is not None and epochs < 1:
+            raise InputError(None, f"--epochs must be at least 1, got {epochs}")
+        out = NeoNetConfig.from_dict(self.to_dict())
+        if seed is not None:
+            out.seed = int(seed)
+        for name in TRAINED_SECTIONS:
+            train = getattr(out, name).train
+            if epochs is not None and name in sections:
+                train.epochs = int(epochs)
+            if seed is not None:
+                train.seed = int(seed)
+        return out
 
 
-def _from_dict(cls, data: dict[str, Any]):
-    """Build dataclass ``cls`` from ``data``, recursing into nested dataclass fields; unknown keys fail."""
+# Options of earlier releases that bundles may still hold: read and dropped (the device is a run-time
+# choice; one hold-out fraction now serves every stage).
+_RETIRED = {"TrainConfig": {"device"}, "AEConfig": {"val_fraction"}, "ClsConfig": {"val_fraction", "rotate_deg", "intensity_jitter"},
+            "SegConfig": {"flip", "intensity_jitter"}}
+
+
+def section_from_dict(cls, data: dict[str, Any], strict: bool = False):
+    """Build config dataclass ``cls`` (a section or the whole config) from ``data``, recursing into
+    nested sections. ``strict``: unknown keys fail (user configs); else they are ignored (a bundle's
+    network config holds the section's options beside other entries)."""
     fields = {f.name: f for f in dataclasses.fields(cls)}
+    data = {k: v for k, v in data.items() if k not in _RETIRED.get(cls.__name__, ())}
     unknown = set(data) - set(fields)
-    if unknown:
+    if unknown and strict:
         raise ValueError(f"unknown {cls.__name__} option(s): {', '.join(sorted(unknown))}")
     kwargs = {}
     for name, value in data.items():
-        ftype = fields[name].type
-        sub = _dataclass_type(cls, ftype)
-        if sub is not None and isinstance(value, dict):
-            value = _from_dict(sub, value)
+        if name not in fields:
+            continue
+        sub = _dataclass_type(cls, fields[name].type)
+        if sub is AugmentConfig and isinstance(value, bool):  # earlier releases: augmentation on/off
+            value = AugmentConfig() if value else AugmentConfig.off()
+        elif sub is not None and isinstance(value, dict):
+            value = section_from_dict(sub, value, strict)
         elif isinstance(value, list):  # JSON has no tuples
             value = tuple(value)
         kwargs[name] = value
@@ -191,6 +226,11 @@ def load_config(name_or_path: str) -> NeoNetConfig:
         return NeoNetConfig.from_dict(merge_dicts(base, data))
     except (json.JSONDecodeError, ValueError, TypeError) as err:
         raise InputError(path, f"invalid config: {err}") from None
+
+
+def resolve_config(config) -> NeoNetConfig:
+    """The one way to accept "a preset name, a config file or a NeoNetConfig"."""
+    return config if isinstance(config, NeoNetConfig) else load_config(str(config))
 
 
 def merge_dicts(base: dict, override: dict) -> dict:

@@ -72,7 +72,7 @@ class Predictor:
 
     def __init__(self, bundle: Bundle | str | Path, device: str = "auto"):
         from neonet_core.config import NeoNetConfig
-        from neonet_core.engine import resolve_device
+        from neonet_core.device import resolve_device
         from neonet_core.neocls.stage import NETWORK, build_from_network_config
 
         t0 = time.perf_counter()
@@ -101,6 +101,8 @@ class Predictor:
         return self._segmenter
 
     def predict(self, image: Volume, tumour: Volume | None = None, tta: bool | None = None) -> Prediction:
+        from neonet_core.neocls.data import model_input
+        from neonet_core.neocls.models import get_classifier
         from neonet_core.neocls.pattennet import grad_cam
         from neonet_core.neocls.stage import predict_probabilities
         from neonet_core.neoseg.infer import localise
@@ -117,10 +119,11 @@ class Predictor:
         patch = normalise_from_config(crop.image_patch, self.config).array.astype(np.float32)
         timings["crop"] = time.perf_counter() - t
         t = time.perf_counter()
-        p, spread = predict_probabilities(self.model, patch[None], self.device, tta=tta)
+        x = model_input(patch[None], crop.tumour_patch.array[None], get_classifier(self.config.cls.model).in_channels)
+        p, spread = predict_probabilities(self.model, x, self.device, tta=tta)
         timings["classify"] = time.perf_counter() - t
         t = time.perf_counter()
-        _, cam = grad_cam(self.model, torch.from_numpy(patch)[None, None].to(self.device))
+        _, cam = grad_cam(self.model, torch.from_numpy(x).to(self.device))
         timings["attention"] = time.perf_counter() - t
         t = time.perf_counter()
         attention = patch_to_volume(cam[0].cpu().numpy(), crop.roi, image)
@@ -151,7 +154,7 @@ def load_predictor(bundle_path: str | Path | Bundle, device: str = "auto") -> Pr
     path = bundle_path.path if isinstance(bundle_path, Bundle) else Path(bundle_path)
     manifest = Path(path) / "bundle.json"
     stamp = manifest.stat().st_mtime_ns if manifest.exists() else 0  # a rewritten bundle is reloaded
-    key = (str(Path(path).resolve()), device, stamp)
+    key = (str(Path(path).resolve()), str(device), stamp)
     if key not in _CACHE:
         _CACHE[key] = Predictor(bundle_path, device)
     return _CACHE[key]

@@ -53,14 +53,6 @@ class Volume:
         """Number of voxels along (i, j, k)."""
         return tuple(int(n) for n in self.array.shape[::-1])
 
-    @property
-    def index_to_physical_matrix(self) -> np.ndarray:
-        """4x4 affine mapping homogeneous ``(i, j, k, 1)`` to LPS mm."""
-        m = np.eye(4)
-        m[:3, :3] = self.direction * np.asarray(self.spacing)[None, :]
-        m[:3, 3] = self.origin
-        return m
-
     def index_to_physical(self, ijk: np.ndarray) -> np.ndarray:
         """Continuous indices ``(..., 3)`` in (i, j, k) order -> LPS points ``(..., 3)``."""
         ijk = np.asarray(ijk, dtype=np.float64)

@@ -19,10 +19,10 @@ from pathlib import Path
 import torch
 
 from neonet_core.bundle import add_network, load_bundle, write_bundle_info
-from neonet_core.cli.demo import DEMO
 from neonet_core.config import NeoNetConfig, get_preset, merge_dicts
+from neonet_core.demo_presets import DEMO
 from neonet_core.phantom.cohort import generate_cohort
-from neonet_core.pipeline import train_all
+from neonet_core.workflows.training import train_all
 
 TARGET = Path(__file__).resolve().parent / "neonet-demo"
 MODEL_CARD = (
@@ -61,7 +61,7 @@ def main() -> None:
     manifest = generate_cohort(work / "cohort", cohort["cases"], cohort["positives"], seed=0,
                                difficulty=cohort["difficulty"], size=tuple(cohort["size"]), spacing=tuple(cohort["spacing"]))
     config = NeoNetConfig.from_dict(merge_dicts(get_preset("tiny").to_dict(), {**DEMO["config"], "seg": SEG}))
-    bundle_dir = train_all(manifest, config, work / "neonet-demo", resume=(work / "neonet-demo").exists(), device="cpu")
+    bundle_dir = train_all(manifest, config, work / "neonet-demo", "cpu", resume=(work / "neonet-demo").exists())
 
     info = load_bundle(bundle_dir).info
     info["name"] = "neonet-demo"
@@ -72,7 +72,7 @@ def main() -> None:
     staged.mkdir()
     for name in ["bundle.json"] + [entry["file"] for entry in info["networks"].values()]:
         shutil.copy2(bundle_dir / name, staged / name)
-    load_bundle(staged)  # verify before replacing the shipped bundle
+    load_bundle(staged).verify()  # every hash, before replacing the shipped bundle
     shutil.rmtree(TARGET, ignore_errors=True)
     staged.rename(TARGET)
     print(f"demo bundle written to {TARGET}")

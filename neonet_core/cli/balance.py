@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from neonet_core.device import resolve_device
+
 from pathlib import Path
 
 
@@ -20,7 +22,9 @@ def register(subparsers) -> None:
     parser.add_argument("--out", type=Path, required=True, help="new output folder (existing files are never replaced)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (same seed, same synthetic set)")
     parser.add_argument("--steps", type=int, default=None, help="sampling steps (default: the bundle's)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
+    from neonet_core.device import add_device_option
+
+    add_device_option(parser)
     parser.set_defaults(func=run)
 
 
@@ -28,7 +32,7 @@ def run(args) -> int:
     from neonet_core.manifest import read_manifest
     from neonet_core.neogen.generate import balance
 
-    path = balance(args.bundle, args.manifest, args.out, seed=args.seed, steps=args.steps, device=args.device)
+    path = balance(args.bundle, args.manifest, args.out, seed=args.seed, steps=args.steps, device=resolve_device(args.device))
     cases = read_manifest(path)
     counts = {label: sum(c.label == label for c in cases) for label in (0, 1)}
     n_syn = sum(c.synthetic for c in cases)

@@ -30,9 +30,9 @@ def register(subparsers) -> None:
 
 
 def run_info(args) -> int:
-    from neonet_core.bundle import load_bundle
+    from neonet_core.bundle import load_bundle, model_card
 
-    bundle = load_bundle(args.bundle)
+    bundle = load_bundle(args.bundle).verify()
     if args.json:
         print(json.dumps(bundle.info, indent=2, sort_keys=True))
         return 0
@@ -43,28 +43,9 @@ def run_info(args) -> int:
 def run_verify(args) -> int:
     from neonet_core.bundle import load_bundle
 
-    bundle = load_bundle(args.bundle)
+    bundle = load_bundle(args.bundle).verify()
     for name in bundle.networks:
         tensors = bundle.state_dict(name)
         print(f"{name}: {len(tensors)} tensors, {sum(t.numel() for t in tensors.values()):,} parameters, SHA-256 ok")
     print(f"{args.bundle}: intact ({len(bundle.networks)} network(s), format {bundle.info['format_version']})")
     return 0
-
-
-def model_card(info: dict, name: str) -> str:
-    """A short human-readable summary of ``bundle.json`` (also shown by the Slicer panel)."""
-    config = info.get("config", {})
-    pre = config.get("preprocess", {})
-    lines = [
-        f"NeoNet bundle {info.get('name', name)} (library {info.get('library_version')}, preset {config.get('preset')})",
-        f"networks: {', '.join(sorted(info.get('networks', {}))) or 'none'}",
-        f"preprocessing: {pre.get('roi_mm')} mm TLCR cube -> {pre.get('patch_size')}^3 patch",
-    ]
-    if "threshold" in info:
-        lines.append(f"decision threshold: {info['threshold']:.3f} ({info.get('threshold_source', 'source not recorded')})")
-    if "cohort" in info:
-        c = info["cohort"]
-        lines.append(f"training cohort: {c.get('cases')} cases ({c.get('positive')} PNI+, {c.get('negative')} PNI-)")
-    if info.get("model_card"):
-        lines.append(str(info["model_card"]))
-    return "\n".join(lines)

@@ -12,9 +12,10 @@ Output folder layout::
 
 from __future__ import annotations
 
+from neonet_core.device import resolve_device
+
 import argparse
 import json
-import re
 import sys
 from pathlib import Path
 
@@ -60,7 +61,9 @@ def register(subparsers) -> None:
         help="model bundle with a NeoSeg network: cases without a tumour mask are segmented automatically "
         "(a given mask always wins; a case where NeoSeg finds no tumour fails, never a centre crop)",
     )
-    parser.add_argument("--device", default="cpu", help="device for NeoSeg with --bundle: auto, cpu, cuda, mps (default cpu)")
+    from neonet_core.device import add_device_option
+
+    add_device_option(parser)
     parser.set_defaults(func=run)
 
 
@@ -79,7 +82,7 @@ def run(args) -> int:
     if args.bundle is not None:  # checked once, before any case
         from neonet_core.neoseg import load_segmenter
 
-        args.segmenter = load_segmenter(args.bundle, args.device)
+        args.segmenter = load_segmenter(args.bundle, resolve_device(args.device))
     out = args.out
     if not args.overwrite:
         existing = [p for p in _planned_outputs(out, cases, args.format) if p.exists()]
@@ -119,7 +122,9 @@ def _stem(path: Path) -> str:
 
 
 def _case_dir(out: Path, case_id: str) -> Path:
-    return out / (re.sub(r"[^A-Za-z0-9._-]+", "_", case_id).strip(".") or "case")
+    from neonet_core.batch import safe_case_name
+
+    return out / safe_case_name(case_id)
 
 
 def _patch_files(folder: Path, fmt: str, anatomy: bool) -> dict[str, Path]:
@@ -141,25 +146,19 @@ def _planned_outputs(out: Path, cases, fmt: str) -> list[Path]:
 
 # --- work -------------------------------------------------------------------------------------------
 def _crop_all(cases, failures, out: Path, cfg, args) -> int:
-    from neonet_core.manifest import write_manifest
-    from neonet_core.progress import Progress, emit
+    from neonet_core.batch import run_cases
     from neonet_core.fileio import write_text_atomic
+    from neonet_core.manifest import write_manifest
+    from neonet_core.progress import emit
 
-    for case_id, problem in failures:
-        _report_failure(case_id, problem)
-    report = {case_id: {"status": "failed", "error": problem} for case_id, problem in failures}
     patch_cases = []
-    with Progress(len(cases), "crop") as progress:
-        for case in cases:
-            try:
-                patch_case, info = _crop_case(case, out, cfg, args)
-                patch_cases.append(patch_case)
-                report[case.case_id] = {"status": "ok", **info}
-            except Exception as err:  # a bad case never stops the batch
-                problem = _one_line(err)
-                _report_failure(case.case_id, problem)
-                report[case.case_id] = {"status": "failed", "error": problem}
-            progress.update(1, case=case.case_id)
+
+    def crop(case) -> dict:
+        patch_case, info = _crop_case(case, out, cfg, args)
+        patch_cases.append(patch_case)
+        return info
+
+    report = run_cases(cases, crop, "crop", failures)
     settings = {"roi_mm": cfg.roi_mm, "patch_size": cfg.patch_size, "component": cfg.component, "format": args.format,
                 "normalise": bool(args.normalise)}
     write_text_atomic(out / "crop_report.json", json.dumps({"settings": settings, "cases": report}, indent=2) + "\n")
@@ -178,6 +177,7 @@ def _crop_case(case, out: Path, cfg, args):
     """Crop one case and write its files; returns (patch manifest Case, report info)."""
     from dataclasses import replace
 
+    from neonet_core.batch import report_case
     from neonet_core.errors import InputError
     from neonet_core.manifest import load_case
     from neonet_core.markups import write_roi_mrk_json
@@ -227,7 +227,7 @@ def _crop_case(case, out: Path, cfg, args):
         "normalisation": image_patch.metadata.get("normalisation"),
     }
     if not result.tumour_fits:
-        _report_failure(case.case_id, f"warning: tumour extent {np.round(result.tumour_extent_mm, 1).tolist()} mm exceeds the {cfg.roi_mm:g} mm crop", "warning")
+        report_case("crop", case.case_id, f"warning: tumour extent {np.round(result.tumour_extent_mm, 1).tolist()} mm exceeds the {cfg.roi_mm:g} mm crop", "warning")
     return patch_case, info
 
 
@@ -245,18 +245,3 @@ def _write_npz(path: Path, patches: dict, roi) -> None:
     }
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         np.savez_compressed(handle, **arrays, **geometry)
-
-
-def _report_failure(case_id: str, problem: str, event: str = "case_failed") -> None:
-    from neonet_core.progress import emit
-
-    emit(event, stage="crop", case_id=case_id, error=problem)  # JSON mode: a line on stdout
-    prefix = "" if f"case {case_id}:" in problem else f"case {case_id}: "  # library errors often name the case already
-    print(f"neonet crop: {prefix}{problem}", file=sys.stderr)
-
-
-def _one_line(err: BaseException) -> str:
-    from neonet_core.errors import NeoNetError
-
-    text = " ".join(str(err).split()) or type(err).__name__
-    return text if isinstance(err, (NeoNetError, ValueError, OSError)) else f"{type(err).__name__}: {text}"

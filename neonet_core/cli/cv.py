@@ -6,6 +6,9 @@ from pathlib import Path
 
 
 def register(subparsers) -> None:
+    from neonet_core.device import add_device_option
+    from neonet_core.neocls.models import classifier_names
+
     parser = subparsers.add_parser(
         "cv",
         help="cross-validate classifiers (stratified, patient-grouped folds; NeoGen inside each training fold)",
@@ -21,21 +24,21 @@ def register(subparsers) -> None:
     parser.add_argument("--folds", type=int, default=5, help="number of folds (default 5)")
     parser.add_argument(
         "--model", action="append", dest="models", metavar="MODEL",
-        help="pattennet | densenet121 | resnet18, optionally with :neogen or :no-neogen (repeat to compare models; "
+        help=f"{' | '.join(classifier_names())}, optionally with :neogen or :no-neogen (repeat to compare models; "
         "default pattennet). Without a suffix NeoGen balancing is on unless --no-neogen.",
     )
     parser.add_argument("--no-neogen", action="store_true", help="no synthetic balancing for models without a :neogen suffix")
     parser.add_argument("--config", default="tiny", help="preset (tiny, paper) or JSON config file (default tiny)")
     parser.add_argument("--seed", type=int, default=0, help="fold assignment and training seed (default 0)")
     parser.add_argument("--fold", type=int, help="run only this fold (0-based) into the shared --out folder")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), help="training device (default: the config's, auto)")
+    add_device_option(parser)
     parser.add_argument("--report", type=Path, metavar="DIR", help="aggregate the complete folds of cv folder DIR into its report (no training)")
     parser.set_defaults(func=run)
 
 
 def run(args) -> int:
     from neonet_core.errors import InputError
-    from neonet_core.neocls.cv import run_cv
+    from neonet_core.workflows.cv import run_cv
     from neonet_core.neocls.report import write_report
 
     if args.report is not None and args.manifest is None:

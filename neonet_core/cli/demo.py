@@ -7,8 +7,9 @@ Steps (everything lands in ``--out``, default ``neonet-demo``; rerunning resumes
 3. ``neonet train all`` on the whole cohort (``bundle/``);
 4. ``neonet predict`` on one case with its tumour mask (``prediction/``).
 
-Settings: the tiny preset with the shorter schedules of :data:`DEMO` (``--quick``: :data:`QUICK`,
-a smaller cohort and 16^3 patches, with resnet18 as the baseline since DenseNet121 needs 32^3).
+Settings: the tiny preset with the shorter schedules of :data:`neonet_core.demo_presets.DEMO`
+(``--quick``: :data:`~neonet_core.demo_presets.QUICK`, a smaller cohort and 16^3 patches, with resnet18
+as the baseline since DenseNet121 needs 32^3).
 The config used is written to ``demo_config.json``.
 """
 
@@ -17,35 +18,6 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-
-# Overrides of the tiny preset (a JSON config as `--config` accepts it) and the cohort/cv sizes.
-DEMO = {
-    "cohort": {"cases": 40, "positives": 14, "difficulty": 0.3, "size": [96, 96, 32], "spacing": [2.0, 2.0, 3.75]},
-    "folds": 3,
-    "models": ["pattennet:neogen", "densenet121:no-neogen"],
-    "config": {
-        "preset": "tiny",
-        "seg": {"train": {"epochs": 8}},
-        "ae": {"train": {"epochs": 8}},
-        "ldm": {"sampling_steps": 10, "train": {"epochs": 10}},
-        "controlnet": {"train": {"epochs": 4}},
-        "cls": {"train": {"epochs": 60}},
-    },
-}
-QUICK = {
-    "cohort": {"cases": 16, "positives": 6, "difficulty": 0.2, "size": [64, 64, 24], "spacing": [3.0, 3.0, 5.0]},
-    "folds": 2,
-    "models": ["pattennet:neogen", "resnet18:no-neogen"],
-    "config": {
-        "preset": "tiny",
-        "preprocess": {"patch_size": 16},
-        "seg": {"roi_size": [32, 32, 32], "train": {"epochs": 2}},
-        "ae": {"train": {"epochs": 2}},
-        "ldm": {"sampling_steps": 4, "train": {"epochs": 2}},
-        "controlnet": {"train": {"epochs": 1}},
-        "cls": {"train": {"epochs": 4}},
-    },
-}
 
 
 def register(subparsers) -> None:
@@ -58,19 +30,24 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--out", type=Path, default=Path("neonet-demo"), help="output folder (default ./neonet-demo)")
     parser.add_argument("--quick", action="store_true", help="much smaller cohort and schedules (a few minutes)")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="cpu", help="device (default cpu)")
+    from neonet_core.device import add_device_option
+
+    add_device_option(parser, default="cpu")
     parser.set_defaults(func=run)
 
 
 def run(args) -> int:
+    from neonet_core.demo_presets import DEMO, QUICK
     from neonet_core.fileio import write_text_atomic
     from neonet_core.manifest import load_case, read_manifest
-    from neonet_core.neocls.cv import run_cv
+    from neonet_core.device import resolve_device
     from neonet_core.phantom.cohort import generate_cohort
-    from neonet_core.pipeline import train_all
     from neonet_core.predict import load_predictor
+    from neonet_core.workflows.cv import run_cv
+    from neonet_core.workflows.training import train_all
 
     plan = QUICK if args.quick else DEMO
+    device = resolve_device(args.device)
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     config_path = out / "demo_config.json"
@@ -88,17 +65,17 @@ def run(args) -> int:
     manifest = generate_cohort(out / "cohort", seed=0, **plan["cohort"])
     done("phantom")
     step("cv", f"2/4 {plan['folds']}-fold cross-validation of {', '.join(plan['models'])} -> {out / 'cv'}")
-    report = run_cv(manifest, out / "cv", plan["models"], plan["folds"], config_path, True, device=args.device)
+    report = run_cv(manifest, out / "cv", plan["models"], plan["folds"], config_path, True, device=device)
     done("cv")
     step("train", f"3/4 training the final bundle (NeoSeg, NeoGen, PattenNet) -> {out / 'bundle'}")
-    bundle = train_all(manifest, config_path, out / "bundle", resume=True, device=args.device, cv_dir=out / "cv")
+    bundle = train_all(manifest, config_path, out / "bundle", device, resume=True, cv_dir=out / "cv")
     done("train")
     case = read_manifest(manifest)[0]
     step("predict", f"4/4 predicting {case.case_id} -> {out / 'prediction'}")
     from neonet_core.cli.predict import write_outputs
 
     image, tumour, _ = load_case(case)
-    prediction = load_predictor(bundle, args.device).predict(image, tumour)
+    prediction = load_predictor(bundle, device).predict(image, tumour)
     write_outputs(prediction, out / "prediction", case.case_id)
     done("predict")
     metrics = json.loads((out / "cv" / "metrics.json").read_text(encoding="utf-8"))["models"]

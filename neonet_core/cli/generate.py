@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from neonet_core.device import resolve_device
+
 from pathlib import Path
 
 
@@ -23,7 +25,9 @@ def register(subparsers) -> None:
     parser.add_argument("--out", type=Path, required=True, help="new output folder (existing files are never replaced)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (same seed, same patches)")
     parser.add_argument("--steps", type=int, default=None, help="sampling steps (default: the bundle's, 30 for rectified flow)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
+    from neonet_core.device import add_device_option
+
+    add_device_option(parser)
     parser.add_argument("--report", action="store_true", help="also write the quality report (Markdown + PNG) to OUT/report")
     parser.set_defaults(func=run)
 
@@ -42,7 +46,7 @@ def run(args) -> int:
     sources = [c for c in cases if c.label == args.label]
     if not sources:
         raise InputError(args.manifest, f"has no real case with label {args.label} to take masks from")
-    models = load_neogen(args.bundle, args.device)
+    models = load_neogen(args.bundle, resolve_device(args.device))
     synthetic = generate_cases(models, plan_synthetic(sources, args.count, args.seed), args.label, args.out, args.seed, args.steps)
     write_manifest(synthetic, target)
     print(f"wrote {len(synthetic)} synthetic label-{args.label} patches and {target}")

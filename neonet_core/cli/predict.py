@@ -16,10 +16,11 @@ Existing outputs are never replaced.
 
 from __future__ import annotations
 
+from neonet_core.device import resolve_device
+
 import csv
 import io
 import json
-import re
 import sys
 from pathlib import Path
 
@@ -42,13 +43,11 @@ def register(subparsers) -> None:
     parser.add_argument("--mask", type=Path, help="optional tumour mask (every non-zero voxel is tumour); without it NeoSeg localises")
     parser.add_argument("--manifest", type=Path, help="predict every case of this manifest CSV instead of --image")
     parser.add_argument("--out", type=Path, required=True, help="output folder (existing outputs are never replaced)")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"), help="where to run the networks (default auto)")
+    from neonet_core.device import add_device_option
+
+    add_device_option(parser)
     parser.add_argument("--no-tta", action="store_true", help="skip test-time flips (faster; uncertainty is then 0)")
     parser.set_defaults(func=run)
-
-
-def _safe(case_id: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", case_id).strip(".") or "case"
 
 
 def _refuse_existing(folder: Path) -> None:
@@ -83,7 +82,7 @@ def run(args) -> int:
         raise InputError(None, "give either --image (optionally with --mask) or --manifest")
     if args.manifest is not None and args.mask is not None:
         raise InputError(args.mask, "--mask goes with --image; a manifest names each case's mask in its tumor_mask column")
-    predictor = load_predictor(args.bundle, args.device)
+    predictor = load_predictor(args.bundle, resolve_device(args.device))
     if args.image is not None:
         return _one(args, predictor)
     return _batch(args, predictor)
@@ -104,34 +103,31 @@ def _one(args, predictor) -> int:
 
 
 def _batch(args, predictor) -> int:
-    from neonet_core.errors import InputError, NeoNetError
+    from neonet_core.batch import run_cases, safe_case_name
+    from neonet_core.errors import InputError
     from neonet_core.fileio import write_text_atomic
     from neonet_core.manifest import load_case, read_manifest
-    from neonet_core.progress import Progress
 
     table = args.out / "predictions.csv"
     if table.exists():
         raise InputError(table, "already exists; choose a new --out folder (NeoNet never overwrites outputs)")
     cases = read_manifest(args.manifest)
     for case in cases:
-        _refuse_existing(args.out / _safe(case.case_id))
-    rows, failed = [], 0
-    with Progress(len(cases), "predict") as bar:
-        for case in cases:
-            try:
-                image, tumour, _ = load_case(case)
-                p = predictor.predict(image, tumour, tta=not args.no_tta)
-                write_outputs(p, args.out / _safe(case.case_id), case.case_id)
-                rows.append([case.case_id, "ok", f"{p.probability:.6f}", p.label, p.class_name, f"{p.threshold:.6f}",
-                             f"{p.uncertainty:.6f}", p.tumour_source, ""])
-            except (NeoNetError, OSError, ValueError, RuntimeError) as err:
-                failed += 1
-                rows.append([case.case_id, "failed", "", "", "", "", "", "", " ".join(str(err).split())])
-            bar.update(1)
+        _refuse_existing(args.out / safe_case_name(case.case_id))
+
+    def predict(case) -> dict:
+        image, tumour, _ = load_case(case)
+        p = predictor.predict(image, tumour, tta=not args.no_tta)
+        write_outputs(p, args.out / safe_case_name(case.case_id), case.case_id)
+        return {"probability": f"{p.probability:.6f}", "label": p.label, "class_name": p.class_name,
+                "threshold": f"{p.threshold:.6f}", "uncertainty": f"{p.uncertainty:.6f}", "tumour_source": p.tumour_source}
+
+    rows = run_cases(cases, predict, "predict")
+    failed = sum(row["status"] == "failed" for row in rows.values())
     buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
-    writer.writerows(rows)
+    writer = csv.DictWriter(buf, CSV_COLUMNS, restval="", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({"case_id": case_id, **row} for case_id, row in rows.items())
     args.out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(table, buf.getvalue())
     print(f"predicted {len(cases) - failed}/{len(cases)} cases; wrote {table}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from neonet_core.device import resolve_device
+
 from pathlib import Path
 
 
@@ -19,18 +21,18 @@ def register(subparsers) -> None:
     parser.add_argument("--image", type=Path, required=True, help="the MRI volume (NIfTI, NRRD, MHA or a DICOM folder)")
     parser.add_argument("--out", type=Path, required=True, help="mask file to write (.nii.gz, .nii or .nrrd; must not exist)")
     parser.add_argument("--probability", type=Path, default=None, help="also write the tumour probability map here (float32)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
+    from neonet_core.device import add_device_option
+
+    add_device_option(parser)
     parser.add_argument("--allow-empty", action="store_true", help="write an empty mask (exit 0) when no tumour is found")
     parser.set_defaults(func=run)
 
 
 def _check_output(path: Path) -> None:
     from neonet_core.errors import InputError
-    from neonet_core.io import WRITABLE_SUFFIXES
+    from neonet_core.io import check_writable
 
-    if not path.name.lower().endswith(WRITABLE_SUFFIXES):
-        raise InputError(path, f"cannot write this format; use one of {', '.join(WRITABLE_SUFFIXES)}")
-    if path.exists():
+    if check_writable(path).exists():
         raise InputError(path, "already exists; NeoNet never replaces a file, choose a new name")
 
 
@@ -42,7 +44,7 @@ def run(args) -> int:
     for path in (args.out, args.probability):
         if path is not None:
             _check_output(path)
-    segmenter = load_segmenter(args.bundle, args.device)
+    segmenter = load_segmenter(args.bundle, resolve_device(args.device))
     image = read_volume(args.image)
     result = segmenter.segment(image, probability=args.probability is not None)
     if not result.found and not args.allow_empty:

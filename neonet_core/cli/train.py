@@ -14,27 +14,22 @@ from pathlib import Path
 
 def add_common_options(parser: argparse.ArgumentParser, default_out_help: str) -> None:
     """Options every ``train`` stage shares."""
+    from neonet_core.device import add_device_option
+
     parser.add_argument("--manifest", type=Path, required=True, help="cohort manifest CSV (case_id,image,tumor_mask,...)")
     parser.add_argument("--config", default="tiny", help="preset name (tiny, paper) or a JSON config file (default tiny)")
     parser.add_argument("--out", type=Path, required=True, help=default_out_help)
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
-    parser.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N or mps (default: the config's, auto)")
+    add_device_option(parser)
     parser.add_argument("--epochs", type=int, default=None, help="override the config's number of epochs")
-    parser.add_argument("--seed", type=int, default=None, help="override the config's random seed")
+    parser.add_argument("--seed", type=int, default=None, help="override the config's seed (the hold-out, synthetic draws and every stage)")
 
 
-def apply_overrides(train_cfg, args) -> None:
-    """Copy --device / --epochs / --seed onto a stage's TrainConfig."""
-    from neonet_core.errors import InputError
+def config_from_args(args, sections):
+    """The config ``--config`` names with ``--epochs`` (for ``sections``) and ``--seed`` applied."""
+    from neonet_core.config import load_config
 
-    if args.epochs is not None:
-        if args.epochs < 1:
-            raise InputError(None, f"--epochs must be at least 1, got {args.epochs}")
-        train_cfg.epochs = args.epochs
-    if args.device is not None:
-        train_cfg.device = args.device
-    if args.seed is not None:
-        train_cfg.seed = args.seed
+    return load_config(args.config).with_overrides(epochs=args.epochs, seed=args.seed, sections=sections)
 
 
 # --- seg ----------------------------------------------------------------------------------------
@@ -48,24 +43,25 @@ def _register_seg(stages) -> None:
         "bundle.json. The run's checkpoint and history live in OUT/runs/seg; --resume continues it.",
     )
     add_common_options(parser, "bundle folder to write (created; a folder already holding NeoSeg is refused without --resume)")
-    parser.add_argument("--val-fraction", type=float, default=0.2, help="share of patients held out for validation (default 0.2)")
+    parser.add_argument("--val-fraction", type=float, default=0.2, help="share of patients held out for validation by every stage "
+                        "trained into this bundle (default 0.2; the hold-out is saved as OUT/splits.json)")
     parser.set_defaults(func=run_seg)
 
 
 def run_seg(args) -> int:
-    from neonet_core.config import load_config
-    from neonet_core.errors import InputError
-    from neonet_core.neoseg import train_seg
     from neonet_core.bundle import load_bundle
+    from neonet_core.device import resolve_device
+    from neonet_core.errors import InputError
+    from neonet_core.workflows.training import train_stage
 
     if not 0.0 <= args.val_fraction < 1.0:
         raise InputError(None, f"--val-fraction must be in [0, 1), got {args.val_fraction}")
-    config = load_config(args.config)
-    apply_overrides(config.seg.train, args)
-    bundle_dir = train_seg(args.manifest, config, args.out, resume=args.resume, val_fraction=args.val_fraction)
-    metrics = load_bundle(bundle_dir).info["metrics"]["seg"]
-    dice = "n/a (no validation cases)" if metrics["val_dice"] is None else f"{metrics['val_dice']:.3f}"
-    print(f"NeoSeg trained: best validation Dice {dice} at step {metrics['best_step']} of {metrics['steps']}; bundle {bundle_dir}")
+    config = config_from_args(args, ("seg",))
+    config.val_fraction = args.val_fraction
+    bundle_dir = train_stage("seg", args.manifest, config, args.out, resolve_device(args.device), resume=args.resume)
+    summary = load_bundle(bundle_dir).info["training"]["seg"]
+    dice = "n/a (no validation cases)" if summary["best_score"] is None else f"{summary['best_score']:.3f}"
+    print(f"NeoSeg trained: best validation Dice {dice} at step {summary['best_step']} of {summary['steps']}; bundle {bundle_dir}")
     return 0
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from neonet_core.cli.train import add_common_options, apply_overrides
+from neonet_core.cli.train import add_common_options, config_from_args
 
 
 def _common(parser, out_help: str) -> None:
@@ -23,7 +23,9 @@ def add_train_parsers(train_subparsers) -> None:
         "epoch and the decision threshold (or --cv takes it from a cross-validation run).",
     )
     _common(cls, "bundle folder to add the classifier to")
-    cls.add_argument("--model", choices=("pattennet", "densenet121", "resnet18"), help="classifier (default: the config's, pattennet)")
+    from neonet_core.neocls.models import classifier_names
+
+    cls.add_argument("--model", choices=classifier_names(), help="classifier (default: the config's, pattennet)")
     cls.add_argument("--no-neogen", action="store_true", help="train on real patches only (no synthetic balancing)")
     cls.set_defaults(func=run_cls)
 
@@ -39,23 +41,23 @@ def add_train_parsers(train_subparsers) -> None:
 
 
 def run_cls(args) -> int:
-    from neonet_core.config import load_config
-    from neonet_core.neocls.train import train_cls
+    from neonet_core.device import resolve_device
+    from neonet_core.workflows.training import train_cls
 
-    config = load_config(args.config)
-    apply_overrides(config.cls.train, args)
-    bundle = train_cls(args.manifest, config, args.out, args.resume, neogen=not args.no_neogen, cv_dir=args.cv, model=args.model)
+    config = config_from_args(args, ("cls",))
+    if args.model:
+        config.cls.model = args.model
+    bundle = train_cls(args.manifest, config, args.out, resolve_device(args.device), args.resume, neogen=not args.no_neogen, cv_dir=args.cv)
     print(f"classifier added to bundle {bundle}")
     return 0
 
 
 def run_all(args) -> int:
-    from neonet_core.config import load_config
-    from neonet_core.pipeline import train_all
+    from neonet_core.config import TRAINED_SECTIONS
+    from neonet_core.device import resolve_device
+    from neonet_core.workflows.training import train_all
 
-    config = load_config(args.config)
-    for section in (config.seg, config.ae, config.ldm, config.controlnet, config.cls):
-        apply_overrides(section.train, args)
-    bundle = train_all(args.manifest, config, args.out, resume=args.resume, cv_dir=args.cv)
+    config = config_from_args(args, TRAINED_SECTIONS)
+    bundle = train_all(args.manifest, config, args.out, resolve_device(args.device), resume=args.resume, cv_dir=args.cv)
     print(f"bundle ready: {bundle} (try `neonet predict --bundle {bundle} --image IMAGE --out DIR`)")
     return 0

@@ -12,7 +12,7 @@ _STAGES = {
         "train the NeoGen autoencoder (AutoencoderKL, 4x)",
         "Train the NeoGen autoencoder (MONAI AutoencoderKL, 3D, 4x downsampling; L1 + KL, optional patch-adversarial "
         "loss after a warm-up) on the normalised TLCR patches of every real case in the manifest. A share of the "
-        "patients (AEConfig.val_fraction) is held out; the weights with the best validation PSNR go into the bundle "
+        "patients (the bundle's hold-out, OUT/splits.json, shared by every stage) is held out; the weights with the best validation PSNR go into the bundle "
         "folder --out as autoencoder.safetensors, then every patch (and its 8 flip variants) is encoded once into the "
         "latent cache OUT/runs/latents.safetensors for the diffusion stages. Run folder: OUT/runs/ae.",
     ),
@@ -42,14 +42,13 @@ def add_train_parsers(train_subparsers) -> None:
 
 def run(args) -> int:
     from neonet_core.bundle import load_bundle
-    from neonet_core.errors import InputError
-    from neonet_core.neogen import training
+    from neonet_core.cli.train import config_from_args
+    from neonet_core.device import resolve_device
+    from neonet_core.workflows.training import train_stage
 
-    if args.epochs is not None and args.epochs < 1:
-        raise InputError(None, f"--epochs must be at least 1, got {args.epochs}")
-    train = {"ae": training.train_autoencoder, "ldm": training.train_ldm, "controlnet": training.train_controlnet}[args.neogen_stage]
-    bundle_dir = train(args.manifest, args.config, args.out, resume=args.resume, device=args.device, epochs=args.epochs, seed=args.seed)
-    metrics = load_bundle(bundle_dir).info["metrics"][args.neogen_stage]
-    shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics["validation"].items() if k != "score") or "no validation cases"
-    print(f"NeoGen {args.neogen_stage} trained: {metrics['steps']} steps, best at step {metrics['best_step']} ({shown}); bundle {bundle_dir}")
+    config = config_from_args(args, (args.neogen_stage,))
+    bundle_dir = train_stage(args.neogen_stage, args.manifest, config, args.out, resolve_device(args.device), resume=args.resume)
+    summary = load_bundle(bundle_dir).info["training"][args.neogen_stage]
+    shown = ", ".join(f"{k} {v:.4g}" for k, v in summary["validation"].items() if k != "score") or "no validation cases"
+    print(f"NeoGen {args.neogen_stage} trained: {summary['steps']} steps, best at step {summary['best_step']} ({shown}); bundle {bundle_dir}")
     return 0

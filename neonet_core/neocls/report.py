@@ -109,6 +109,71 @@ def _plot_roc(results: dict[str, list[dict]], metrics: dict, path: Path) -> None
     plt.close(fig)
 
 
+def _plot_learning_curves(out_dir: Path, results: dict[str, list[dict]], path: Path) -> bool:
+    """Per-fold training loss and inner-validation AUC of every model (from each run's history.jsonl)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from neonet_core.engine import read_history
+
+    fig, (loss_ax, auc_ax) = plt.subplots(1, 2, figsize=(10, 4), dpi=110)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    drawn = False
+    for m, (name, rs) in enumerate(sorted(results.items())):
+        for r in rs:
+            history = out_dir / f"fold_{r['fold']}" / name / "run" / "history.jsonl"
+            if not history.exists():
+                continue
+            records = read_history(history)
+            train = [(h["step"], h["loss"]) for h in records if "loss" in h]
+            val = [(h["step"], h["validation"].get("auc")) for h in records if "validation" in h]
+            colour, label = colours[m % len(colours)], name if r is rs[0] else None
+            if train:
+                loss_ax.plot(*zip(*train), color=colour, alpha=0.6, lw=0.8, label=label)
+            if val:
+                auc_ax.plot(*zip(*val), color=colour, alpha=0.6, lw=0.8, label=label)
+            drawn = drawn or bool(train)
+    if not drawn:
+        plt.close(fig)
+        return False
+    loss_ax.set(xlabel="step", ylabel="training loss (BCE)", title="training loss, one line per fold")
+    auc_ax.set(xlabel="step", ylabel="AUC", title="inner-validation AUC, one line per fold", ylim=(0, 1))
+    auc_ax.axhline(0.5, ls="--", c="grey", lw=0.8)
+    loss_ax.legend(fontsize=7)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return True
+
+
+def _neogen_quality(out_dir: Path, n_folds: int) -> list[str]:
+    """The detectability / class-fidelity section from each fold's neogen_quality.json."""
+    from neonet_core.workflows.quality import QUALITY_FILE
+
+    rows = []
+    for k in range(n_folds):
+        path = out_dir / f"fold_{k}" / QUALITY_FILE
+        if path.exists():
+            q = json.loads(path.read_text(encoding="utf-8"))
+            det, fid = q["detectability"], q["class_fidelity"]
+            rows.append((k, det["auc"], fid["auc"], fid["real_cv_auc"], det["top_features"][0]["name"] if det["top_features"] else "-"))
+    if not rows:
+        return []
+    lines = ["## NeoGen: detectability and class fidelity", "",
+             "Detectability: cross-validated AUC of a real-vs-synthetic classifier on hand features (same class; target "
+             "<= 0.70, 0.5 = indistinguishable). Class fidelity: a classifier trained on the fold's real training patches "
+             "ranks synthetic PNI+ above synthetic PNI- (target >= 0.70); the reference is its CV AUC on the real patches. "
+             "Gallery of real vs synthetic patches: `fold_k/gallery.png`.", "",
+             "| fold | detectability AUC | class fidelity AUC | reference (real) | most separating feature |", "| --- | --- | --- | --- | --- |"]
+    lines += [f"| {k} | {_f(d)} | {_f(f)} | {_f(r)} | {t} |" for k, d, f, r, t in rows]
+    lines.append(f"| mean | {_f(np.nanmean([r[1] for r in rows]))} | {_f(np.nanmean([r[2] for r in rows]))} | "
+                 f"{_f(np.nanmean([r[3] for r in rows]))} | |")
+    return lines + [""]
+
+
 def _oof_csv(results: dict[str, list[dict]]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
@@ -125,7 +190,7 @@ def _f(x, digits=3) -> str:
     return "n/a" if x is None or not np.isfinite(x) else f"{x:.{digits}f}"
 
 
-def _markdown(plan: dict, results: dict, metrics: dict, comparisons: list[dict]) -> str:
+def _markdown(plan: dict, results: dict, metrics: dict, comparisons: list[dict], quality: list[str], curves: bool) -> str:
     n_folds = plan["n_folds"]
     folds = plan["folds"]
     lines = [
@@ -195,9 +260,40 @@ def _markdown(plan: dict, results: dict, metrics: dict, comparisons: list[dict])
     missing = {k: v for k, v in missing.items() if v}
     if missing:
         lines += ["## Incomplete", "", *[f"- {k}: folds {v} not finished (rerun `neonet cv` with the same --out to resume)" for k, v in missing.items()], ""]
+    lines += quality
+    if curves:
+        lines += ["## Learning curves", "", "![learning curves](learning_curves.png)", ""]
     lines += _settings(plan["config"], results)
-    lines += ["Files: `oof_predictions.csv` (one row per model and case), `metrics.json`, `roc.png`, `fold_k/<model>/result.json`.", ""]
+    lines += ["Files: `oof_predictions.csv` (one row per model and case), `metrics.json`, `roc.png`, `learning_curves.png`, "
+              "`fold_k/<model>/result.json`, `fold_k/neogen_quality.json`, `fold_k/gallery.png`.", ""]
     return "\n".join(lines)
+
+
+def _augmentation(aug) -> str:
+    """One line describing a stored AugmentConfig (dict; a bool in earlier runs)."""
+    if not isinstance(aug, dict):
+        return "on" if aug else "off"
+    if not aug.get("enabled", True):
+        return "off"
+    parts = [f"flips p={aug.get('flip_prob')}"]
+    if aug.get("rot90", "none") != "none":
+        parts.append(f"90-degree turns ({aug['rot90']})")
+    if aug.get("shift"):
+        parts.append(f"shifts +/-{aug['shift']} voxels ({aug.get('shift_mode')})")
+    if aug.get("rotate_deg"):
+        parts.append(f"trilinear rotation +/-{aug['rotate_deg']} deg")
+    parts.append(f"gain/offset +/-{aug.get('gain')}/{aug.get('offset')}")
+    return ", ".join(parts)
+
+
+def _train_protocol(train: dict) -> str:
+    """The schedule and which weights are published, from a stored TrainConfig dict."""
+    schedule = train.get("lr_schedule", "constant")
+    warm = train.get("warmup_fraction") or train.get("warmup_steps")
+    ema = train.get("ema_decay", 0.0)
+    select = train.get("select", "best")
+    return (f"lr {schedule}{f' with warm-up {warm}' if warm else ''}{f', EMA {ema}' if ema else ''}, "
+            f"{'final' if select == 'final' else 'best inner-validation'} weights")
 
 
 def _settings(config: dict, results: dict) -> list[str]:
@@ -210,8 +306,8 @@ def _settings(config: dict, results: dict) -> list[str]:
         f"- TLCR: {pre.get('roi_mm')} mm cube, {pre.get('patch_size')}^3 voxels per patch.",
         f"- NeoGen epochs: autoencoder {epochs['ae']}, LDM {epochs['ldm']}, ControlNet {epochs['controlnet']}.",
         f"- Classifiers: {epochs['cls']} epochs, batch {cls.get('train', {}).get('batch_size')}, lr {cls.get('train', {}).get('lr')}, "
-        f"augmentation {'on' if cls.get('augment') else 'off'} (flips, +/-{cls.get('rotate_deg')} deg, +/-{cls.get('intensity_jitter')} "
-        f"gain/offset, real patches only); best epoch by inner-validation AUC. PattenNet: {cls.get('encoder_blocks') or 'all'} frozen "
+        f"{_train_protocol(cls.get('train', {}))}; augmentation {_augmentation(cls.get('augment'))}, real and synthetic patches alike. "
+        f"PattenNet: {cls.get('encoder_blocks') or 'all'} frozen "
         f"encoder block(s), {cls.get('num_dab')} DAB(s).",
         "",
         "| model | mean training patches per fold: real + synthetic (PNI+ / PNI- in all) | inner validation |",
@@ -236,8 +332,9 @@ def write_report(out_dir, n_boot: int = 2000) -> Path:
     write_text_atomic(out_dir / "oof_predictions.csv", _oof_csv(results))
     write_text_atomic(out_dir / "metrics.json", json.dumps({"models": metrics, "delong": comparisons}, indent=2, default=float) + "\n")
     _plot_roc(results, metrics, out_dir / "roc.png")
+    curves = _plot_learning_curves(out_dir, results, out_dir / "learning_curves.png")
     path = out_dir / "report.md"
-    write_text_atomic(path, _markdown(plan, results, metrics, comparisons))
+    write_text_atomic(path, _markdown(plan, results, metrics, comparisons, _neogen_quality(out_dir, plan["n_folds"]), curves))
     return path
 
 

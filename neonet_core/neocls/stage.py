@@ -17,9 +17,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from neonet_core.config import NeoNetConfig
-from neonet_core.engine import Stage, Trainer, TrainConfig, TrainResult, load_weights, resolve_device
-from neonet_core.neocls.baselines import build_classifier
-from neonet_core.neocls.data import PatchDataset, PatchSet, augment
+from neonet_core.device import resolve_device
+from neonet_core.engine import Stage, TrainResult
+from neonet_core.fit import fit_stage
+from neonet_core.augment import FLIPS, augment_batch, flip_variant
+from neonet_core.neocls.data import PatchDataset
+from neonet_core.neocls.models import build_classifier, get_classifier
+from neonet_core.patches import PatchSet
 from neonet_core.neocls.metrics import roc_auc
 
 NETWORK = "cls"
@@ -37,8 +41,7 @@ class ClsStage(Stage):
 
     def training_step(self, nets, batch, step):
         x, y = batch["image"], batch["label"].float()
-        if self.cfg.augment:
-            x = augment(x, batch["real"], self.cfg.rotate_deg, self.cfg.intensity_jitter)
+        x = augment_batch(x, self.cfg.augment, intensity_channels=[0])  # channel 1, if any, is the tumour mask
         logits = nets[NETWORK](x).float()
         weight = torch.tensor(self.pos_weight, device=logits.device)
         loss = F.binary_cross_entropy_with_logits(logits, y, pos_weight=weight)
@@ -63,62 +66,53 @@ def network_config(cfg: NeoNetConfig) -> dict:
 
 
 def build_from_network_config(net_cfg: dict) -> nn.Module:
+    """The classifier a bundle's ``cls`` network config describes (untrained)."""
     cfg = NeoNetConfig.from_dict({k: net_cfg[k] for k in ("cls", "ae", "preprocess") if k in net_cfg})
     return build_classifier(cfg.cls, cfg.ae)
 
 
-def train_classifier(
-    train: PatchSet,
-    val: PatchSet | None,
-    cfg: NeoNetConfig,
-    run_dir: str | Path,
-    autoencoder: nn.Module | None = None,
-    resume: bool = False,
-    train_cfg: TrainConfig | None = None,
-) -> tuple[nn.Module, TrainResult]:
-    """Train ``cfg.cls.model`` on ``train`` (real + synthetic patches) through the engine.
+def train_classifier(train: PatchSet, val: PatchSet | None, cfg: NeoNetConfig, run_dir: str | Path, device="auto",
+                     autoencoder: nn.Module | None = None, resume: bool = False) -> tuple[nn.Module, TrainResult]:
+    """Train ``cfg.cls.model`` on ``train`` (real + synthetic patches) through the fit recipe.
 
-    PattenNet takes its encoder from ``autoencoder`` (a trained NeoGen AutoencoderKL; required unless
-    the encoder is trained too). Returns the model holding the best weights (by validation AUC when
-    ``val`` has cases, else the last) and the engine's result.
+    A model that needs the autoencoder takes its encoder from ``autoencoder`` (the trained NeoGen
+    AutoencoderKL; required when the encoder is frozen). Returns the model holding the published
+    weights (see :mod:`neonet_core.engine`) and the engine's result.
     """
-    tcfg = train_cfg or cfg.cls.train
-    if cfg.cls.model == "densenet121" and min(train.images.shape[1:]) < 32:
-        raise ValueError(f"densenet121 downsamples 32x and needs patches of at least 32 voxels; these are {train.images.shape[1:]}")
-    torch.manual_seed(tcfg.seed)  # initial weights
-    model = build_classifier(cfg.cls, cfg.ae)
-    if cfg.cls.model == "pattennet":
-        if autoencoder is not None:
-            model.load_encoder(autoencoder)
-        elif cfg.cls.freeze_encoder:
-            raise ValueError("PattenNet with a frozen encoder needs the trained NeoGen autoencoder")
-    n_pos, n_neg = int(train.labels.sum()), int((1 - train.labels).sum())
+    spec = get_classifier(cfg.cls.model)
+    n_pos, n_neg = int((train.labels == 1).sum()), int((train.labels == 0).sum())
     pos_weight = n_neg / n_pos if (cfg.cls.balance_loss and n_pos and n_neg) else 1.0
-    stage = ClsStage(model, cfg.cls, pos_weight)
-    val_set = PatchDataset(val) if val is not None and len(val) else None
-    result = Trainer(stage, PatchDataset(train), val_set, tcfg, run_dir).fit(resume)
-    load_weights(Path(run_dir) / "best.safetensors", stage.networks())
-    return model.eval(), result
 
+    def build() -> ClsStage:
+        model = build_classifier(cfg.cls, cfg.ae)
+        if spec.needs_autoencoder:
+            if autoencoder is not None:
+                model.load_encoder(autoencoder)
+            elif cfg.cls.freeze_encoder:
+                raise ValueError(f"{spec.name} with a frozen encoder needs the trained NeoGen autoencoder")
+        return ClsStage(model, cfg.cls, pos_weight)
 
-FLIP_SETS = ((), (2,), (3,), (4,), (2, 3), (2, 4), (3, 4), (2, 3, 4))
+    val_set = PatchDataset(val, spec.in_channels) if val is not None and len(val) else None
+    stage, result = fit_stage(build, PatchDataset(train, spec.in_channels), val_set, cfg.cls.train, run_dir, device, resume)
+    return stage.model.eval(), result
 
 
 @torch.no_grad()
 def predict_probabilities(model: nn.Module, images: np.ndarray | torch.Tensor, device="cpu", tta: bool = False, batch_size: int = 8) -> tuple[np.ndarray, np.ndarray]:
-    """p(PNI) for patches (N, D, H, W): (mean probability (N,), spread (N,)).
+    """p(PNI) for patches (N, D, H, W) or model inputs (N, C, D, H, W): (mean probability (N,), spread (N,)).
 
     With ``tta`` the 8 flip variants are averaged and the spread is their standard deviation;
     without, the spread is 0.
     """
-    device = resolve_device(device) if isinstance(device, str) else device
+    device = resolve_device(device)
     model = model.to(device).eval()
     x_all = torch.as_tensor(np.asarray(images, dtype=np.float32))
+    x_all = x_all[:, None] if x_all.ndim == 4 else x_all
     means, spreads = [], []
     for start in range(0, len(x_all), batch_size):
-        x = x_all[start : start + batch_size, None].to(device)
-        variants = FLIP_SETS if tta else ((),)
-        probs = torch.stack([torch.sigmoid(model(x.flip(f) if f else x).float()) for f in variants])
+        x = x_all[start : start + batch_size].to(device)
+        variants = range(len(FLIPS)) if tta else (0,)
+        probs = torch.stack([torch.sigmoid(model(flip_variant(x, v, 2)).float()) for v in variants])
         means.append(probs.mean(0).cpu())
         spreads.append((probs.std(0, unbiased=False) if tta else torch.zeros_like(probs[0])).cpu())
     if not means:

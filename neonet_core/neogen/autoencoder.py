@@ -14,14 +14,6 @@ from monai.networks.nets import AutoencoderKL, PatchDiscriminator
 from neonet_core.config import AEConfig
 
 
-def ae_config_from_dict(data: dict) -> AEConfig:
-    """An AEConfig from a bundle's network config (extra keys such as ``preprocess`` ignored)."""
-    from neonet_core.config import _from_dict
-
-    names = {f.name for f in dataclasses.fields(AEConfig)}
-    return _from_dict(AEConfig, {k: v for k, v in data.items() if k in names})
-
-
 def build_autoencoder(cfg: AEConfig) -> AutoencoderKL:
     """A 3D single-channel AutoencoderKL from ``cfg`` (no attention inside the levels)."""
     bad = [c for c in cfg.channels if c % cfg.norm_num_groups]

@@ -22,14 +22,6 @@ NUM_CLASSES = 2  # PNI- / PNI+
 SCHEDULERS = ("rflow", "ddpm", "ddim")
 
 
-def ldm_config_from_dict(data: dict) -> LDMConfig:
-    """An LDMConfig from a bundle's network config (extra keys such as ``scale_factor`` ignored)."""
-    from neonet_core.config import _from_dict
-
-    names = {f.name for f in dataclasses.fields(LDMConfig)}
-    return _from_dict(LDMConfig, {k: v for k, v in data.items() if k in names})
-
-
 def unet_kwargs(cfg: LDMConfig, latent_channels: int) -> dict:
     """Arguments shared by the UNet and the ControlNet (so the ControlNet can copy the UNet's weights)."""
     bad = [c for c in cfg.channels if c % cfg.norm_num_groups]

@@ -19,52 +19,11 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from neonet_core.bundle import Bundle, load_bundle
-from neonet_core.errors import BundleError, InputError, NeoNetError
+from neonet_core.augment import orient
+from neonet_core.errors import InputError, NeoNetError
+from neonet_core.neogen.loaders import NeoGenModels, load_neogen
+from neonet_core.patches import PatchSet
 from neonet_core.progress import Progress
-
-
-@dataclass
-class NeoGenModels:
-    """Everything generation needs, loaded from a bundle (eval mode, on ``device``)."""
-
-    ae: torch.nn.Module
-    unet: torch.nn.Module
-    controlnet: torch.nn.Module
-    ldm_cfg: object
-    conditioning_scale: float
-    scale_factor: float
-    latent_shape: tuple[int, int, int]
-    latent_channels: int
-    patch_size: int
-    preprocess: object
-    device: torch.device
-
-
-def load_neogen(bundle, device: str = "cpu") -> NeoGenModels:
-    """Rebuild the autoencoder, LDM UNet and ControlNet of ``bundle`` (a path or a Bundle)."""
-    from neonet_core.engine import resolve_device
-    from neonet_core.neogen.controlnet import build_controlnet
-    from neonet_core.neogen.training import _bundle_autoencoder, bundle_unet
-
-    bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
-    dev = resolve_device(device)
-    ae, ae_cfg, preprocess = _bundle_autoencoder(bundle)
-    unet, ldm_cfg, ldm_net = bundle_unet(bundle)
-    if not bundle.has("controlnet"):
-        raise BundleError(bundle.path, "has no ControlNet yet; run `neonet train controlnet` into this bundle first")
-    cn_net = bundle.network_config("controlnet")
-    if cn_net.get("ldm_sha256") != bundle.networks["ldm"]["sha256"]:
-        raise BundleError(bundle.path, "the controlnet was trained on another ldm network; retrain `neonet train controlnet`")
-    from neonet_core.config import ControlNetConfig, _from_dict
-
-    names = {f.name for f in dataclasses.fields(ControlNetConfig)}
-    cn_cfg = _from_dict(ControlNetConfig, {k: v for k, v in cn_net.items() if k in names})
-    controlnet = bundle.load_into("controlnet", build_controlnet(cn_cfg, ldm_cfg, ae_cfg))
-    return NeoGenModels(
-        ae.to(dev), unet.to(dev), controlnet.to(dev), ldm_cfg, float(cn_cfg.conditioning_scale), float(ldm_net["scale_factor"]),
-        tuple(int(n) for n in ldm_net["latent_shape"]), int(ldm_net["latent_channels"]), int(preprocess.patch_size), preprocess, dev,
-    )
 
 
 def sample_seed(seed: int, index: int, stream: int = 0) -> int:
@@ -152,8 +111,7 @@ class SyntheticPlan:
 
 def transform_mask(array: np.ndarray, flips: tuple[int, ...], rot90: int) -> np.ndarray:
     """Flip ``array`` (D, H, W) along ``flips`` then rotate by ``rot90`` quarter turns in (H, W)."""
-    out = np.flip(array, flips) if flips else array
-    return np.ascontiguousarray(np.rot90(out, rot90, axes=(1, 2)))
+    return orient(array, flips, rot90, plane=(1, 2), spatial_start=0)
 
 
 def plan_synthetic(sources: Sequence, count: int, seed: int, augment: bool = True) -> list[SyntheticPlan]:
@@ -173,6 +131,37 @@ def plan_synthetic(sources: Sequence, count: int, seed: int, augment: bool = Tru
     return plans
 
 
+def plan_masks(plans: list[SyntheticPlan], sources: PatchSet) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The (tumour, anatomy) conditioning masks (D, H, W) of each plan: its source's masks, transformed."""
+    out = []
+    for plan in plans:
+        i = sources.case_ids.index(plan.source.case_id)
+        out.append((transform_mask(sources.tumour[i], plan.flips, plan.rot90), transform_mask(sources.anatomy[i], plan.flips, plan.rot90)))
+    return out
+
+
+def synthesise(models: NeoGenModels, sources: PatchSet, plans: list[SyntheticPlan], label: int, seed: int = 0,
+               steps: int | None = None, prefix: str = "syn") -> PatchSet:
+    """One synthetic patch per plan, in memory: a PatchSet flagged synthetic, each row naming its source."""
+    masks = plan_masks(plans, sources)
+    images = generate_patches(models, masks, label, seed, steps) if plans else np.zeros((0,) + sources.images.shape[1:], np.float32)
+    ids = [f"{prefix}{plan.index:04d}_{plan.source.case_id}" for plan in plans]
+    patients = [sources.patient_ids[sources.case_ids.index(p.source.case_id)] for p in plans]
+    return PatchSet(ids, patients, images, [int(label)] * len(plans), np.stack([m[0] for m in masks]) if masks else None,
+                    np.stack([m[1] for m in masks]) if masks else None, np.ones(len(plans), bool), [p.source.case_id for p in plans])
+
+
+def balance_patches(models: NeoGenModels, train: PatchSet, seed: int = 0, steps: int | None = None) -> PatchSet:
+    """Synthetic minority patches that make the real *training* patches ``train`` 1:1, conditioned
+    on their own masks only (pass a training fold: a validation case never becomes a source)."""
+    from neonet_core.manifest import Case
+
+    real = train.take(np.flatnonzero(~train.synthetic))
+    minority, needed = balance_counts(real.labels.tolist())
+    sources = [Case(c, None, None, None, minority, p) for c, p, y in zip(real.case_ids, real.patient_ids, real.labels) if y == minority]
+    return synthesise(models, real, plan_synthetic(sources, needed, seed), minority, seed, steps)
+
+
 def generate_cases(bundle, plans: list[SyntheticPlan], label: int, out_dir, seed: int = 0, steps: int | None = None,
                    device: str = "cpu", prefix: str = "syn") -> list:
     """Generate and write one synthetic case per plan; returns their manifest ``Case`` rows.
@@ -182,31 +171,26 @@ def generate_cases(bundle, plans: list[SyntheticPlan], label: int, out_dir, seed
     """
     from neonet_core.io import write_volume
     from neonet_core.manifest import Case
-    from neonet_core.neogen.data import case_patch
+    from neonet_core.patches import extract_patches
 
     out_dir = Path(out_dir)
     models = bundle if isinstance(bundle, NeoGenModels) else load_neogen(bundle, device)
-    grids, masks, ids, crops = [], [], [], {}
-    for plan in plans:
-        if plan.source.case_id not in crops:
-            crops[plan.source.case_id] = case_patch(plan.source, models.preprocess)[0]
-        crop = crops[plan.source.case_id]
-        anatomy = crop.anatomy_patch.array if crop.anatomy_patch is not None else np.zeros_like(crop.tumour_patch.array)
-        masks.append((transform_mask(crop.tumour_patch.array, plan.flips, plan.rot90), transform_mask(anatomy, plan.flips, plan.rot90)))
-        grids.append(crop.roi.patch_geometry(models.patch_size))
-        ids.append(f"{prefix}{plan.index:04d}_{plan.source.case_id}")
+    unique = list({p.source.case_id: p.source for p in plans}.values())
+    sources = extract_patches(unique, models.preprocess) if unique else PatchSet.empty()
+    ids = [f"{prefix}{plan.index:04d}_{plan.source.case_id}" for plan in plans]
     for case_id in ids:
         for path in _case_paths(out_dir, case_id):
             if path.exists():
                 raise InputError(path, "already exists; choose a new output folder (NeoNet never overwrites outputs)")
-    images = generate_patches(models, masks, label, seed, steps)
+    made = synthesise(models, sources, plans, label, seed, steps, prefix)
     cases = []
-    for plan, case_id, grid, image, (tumour, anatomy) in zip(plans, ids, grids, images, masks):
-        image_path, tumour_path, anatomy_path = _case_paths(out_dir, case_id)
-        write_volume(grid.with_array(image.astype(np.float32)), image_path)
-        write_volume(grid.with_array(tumour.astype(np.uint8)), tumour_path)
-        write_volume(grid.with_array(anatomy.astype(np.uint8)), anatomy_path)
-        cases.append(Case(case_id, image_path, tumour_path, anatomy_path, int(label), plan.source.patient_id, True, plan.source.case_id))
+    for i, plan in enumerate(plans):
+        grid = sources.rois[sources.case_ids.index(plan.source.case_id)].patch_geometry(models.patch_size)
+        image_path, tumour_path, anatomy_path = _case_paths(out_dir, made.case_ids[i])
+        write_volume(grid.with_array(made.images[i].astype(np.float32)), image_path)
+        write_volume(grid.with_array(made.tumour[i]), tumour_path)
+        write_volume(grid.with_array(made.anatomy[i]), anatomy_path)
+        cases.append(Case(made.case_ids[i], image_path, tumour_path, anatomy_path, int(label), plan.source.patient_id, True, plan.source.case_id))
     return cases
 
 

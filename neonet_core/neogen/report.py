@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from neonet_core.fileio import atomic_path, write_text_atomic
+from neonet_core.metrics import dice
 
 DILATE = 3
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363)
@@ -52,12 +53,6 @@ def found_tumour(image: np.ndarray, tumour: np.ndarray, reference: np.ndarray | 
         return found
     sizes = np.bincount(labels.ravel())[1:]
     return labels == (int(np.argmax(sizes)) + 1)
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a != 0, b != 0
-    total = a.sum() + b.sum()
-    return 1.0 if total == 0 else float(2.0 * (a & b).sum() / total)
 
 
 def ms_ssim(a: np.ndarray, b: np.ndarray) -> float:
@@ -89,28 +84,6 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a + cov_b - 2.0 * covmean))
 
 
-def class_fidelity(real_x, real_y, syn_x, syn_y) -> tuple[float | None, float | None]:
-    """(AUC on synthetic patches of a classifier trained on real ones, cross-validated AUC on real)."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import roc_auc_score
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    real_y, syn_y = np.asarray(real_y), np.asarray(syn_y)
-    if len(set(real_y.tolist())) < 2:
-        return None, None
-    make = lambda: make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000))  # noqa: E731
-    clf = make().fit(real_x, real_y)
-    syn_auc = float(roc_auc_score(syn_y, clf.predict_proba(syn_x)[:, 1])) if len(set(syn_y.tolist())) == 2 else None
-    folds = min(5, int(np.bincount(real_y).min()))
-    real_auc = None
-    if folds >= 2:
-        p = cross_val_predict(make(), real_x, real_y, cv=StratifiedKFold(folds, shuffle=True, random_state=0), method="predict_proba")[:, 1]
-        real_auc = float(roc_auc_score(real_y, p))
-    return syn_auc, real_auc
-
-
 def _gallery(rows, path: Path) -> None:
     import matplotlib
 
@@ -130,10 +103,7 @@ def _gallery(rows, path: Path) -> None:
                 if r == 0:
                     ax.set_title(f"{name} {view}", fontsize=8)
         axes[r, 0].set_ylabel(title, fontsize=7)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=90, format="png")
-    plt.close(fig)
+    _save_png(fig, path)
 
 
 def _hist(values: dict[str, list[float]], path: Path, xlabel: str) -> None:
@@ -147,10 +117,7 @@ def _hist(values: dict[str, list[float]], path: Path, xlabel: str) -> None:
         if v:
             ax.hist(v, bins=10, range=(0, 1), alpha=0.6, label=name)
     ax.set_xlabel(xlabel), ax.set_ylabel("patches"), ax.legend(fontsize=8)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=90, format="png")
-    plt.close(fig)
+    _save_png(fig, path)
 
 
 def _fmt(v) -> str:
@@ -163,12 +130,13 @@ def write_report(models, cases, synthetic=(), out_dir="report", seed: int = 0, s
 
     ``synthetic``: the cases just written (listed in the report). Returns the Markdown path.
     """
-    from neonet_core.neogen.data import extract_patches
+    from neonet_core.neogen.fidelity import class_fidelity, detectability, summary_lines
     from neonet_core.neogen.generate import generate_patches
+    from neonet_core.patches import extract_patches
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    records = [r for r in extract_patches([c for c in cases if c.label is not None], models.preprocess) if r.label in (0, 1)]
+    records = [r for r in extract_patches([c for c in cases if c.label is not None], models.preprocess).items() if r.label in (0, 1)]
     rng = np.random.default_rng([seed, 2])
     chosen = []
     for label in (0, 1):
@@ -203,7 +171,12 @@ def write_report(models, cases, synthetic=(), out_dir="report", seed: int = 0, s
     fd = frechet_distance(real_f, syn_f)
     half = np.random.default_rng([seed, 3]).permutation(len(real_f))
     fd_ref = frechet_distance(real_f[half[: len(half) // 2]], real_f[half[len(half) // 2 :]]) if len(real_f) >= 4 else None
-    syn_auc, real_auc = class_fidelity(real_f, real_y, syn_f, syn_y)
+    real_masks = np.stack([r.tumour for r in records])
+    syn_masks = np.concatenate([[r.tumour] * len(samples[r.case_id]) for r in chosen])
+    fid = class_fidelity(real_images, real_y, syn_images, syn_y, seed, real_masks=real_masks, synthetic_masks=syn_masks)
+    same = [np.flatnonzero(real_y == y) for y in syn_y]  # real patches of the synthetic patches' classes
+    det = detectability(real_images[np.unique(np.concatenate(same))], syn_images, seed,
+                        real_masks=real_masks[np.unique(np.concatenate(same))], synthetic_masks=syn_masks)
 
     rows = [(f"{r.case_id} (label {r.label})", r.image, samples[r.case_id][0], r.tumour) for r in chosen[:6]]
     _gallery(rows, out_dir / "gallery.png")
@@ -227,8 +200,11 @@ def write_report(models, cases, synthetic=(), out_dir="report", seed: int = 0, s
         "MONAI MultiScaleSSIM, 3D, kernel 3, 4 scales |",
         f"| realism, Frechet distance | {_fmt(fd)} | {_fmt(fd_ref)} (two halves of the real patches) | "
         "on spatially averaged features of our own NeoGen autoencoder encoder (no downloaded network) |",
-        f"| class fidelity, AUC | {_fmt(syn_auc)} | {_fmt(real_auc)} (cross-validated on real) | "
-        "logistic regression on the same encoder features, trained on all real patches, scoring synthetic patches against their intended class |",
+        "",
+        "Is NeoGen useful for the right reason? (:mod:`neonet_core.neogen.fidelity`: hand texture and tumour-shell "
+        "features, logistic regression; detectability compares real and synthetic patches of the same classes)",
+        "",
+        *summary_lines(det, fid),
         "",
         "![gallery: real (left) and synthetic (right) mid-slices through the tumour, same masks](gallery.png)",
         "",
@@ -238,3 +214,13 @@ def write_report(models, cases, synthetic=(), out_dir="report", seed: int = 0, s
     path = out_dir / "report.md"
     write_text_atomic(path, "\n".join(lines))
     return path
+
+
+def _save_png(fig, path: Path) -> None:
+    """Lay out, write atomically (90 dpi) and close a matplotlib figure."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=90, format="png")
+    plt.close(fig)

@@ -6,27 +6,17 @@ the torch global RNG inside ``training_step``, which the engine seeds per step: 
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from neonet_core.augment import AugmentConfig, augment_batch, flip_variant
 from neonet_core.config import AEConfig, ControlNetConfig, LDMConfig
 from neonet_core.engine import Stage, TrainConfig
 from neonet_core.neogen.autoencoder import build_autoencoder, build_discriminator, decode_latents, downsampling_factor, kl_loss
 from neonet_core.neogen.controlnet import build_controlnet, controlled_unet_output, init_from_unet
-from neonet_core.neogen.data import flip, pick_variant
+from neonet_core.neogen.data import pick_variant
 from neonet_core.neogen.diffusion import build_scheduler, build_unet, noisy_training_pair, validation_pair
-
-
-def random_flips(x: torch.Tensor) -> torch.Tensor:
-    """Flip each item of (B, C, D, H, W) along each spatial axis with probability 1/2."""
-    coins = torch.rand(x.shape[0], 3, device=x.device) < 0.5
-    out = []
-    for item, c in zip(x, coins.tolist()):
-        axes = [a + 1 for a in range(3) if c[a]]
-        out.append(torch.flip(item, axes) if axes else item)
-    return torch.stack(out)
 
 
 class AEStage(Stage):
@@ -56,7 +46,7 @@ class AEStage(Stage):
     def training_step(self, nets, batch, step):
         from monai.losses import PatchAdversarialLoss
 
-        x = random_flips(batch["image"])
+        x = augment_batch(batch["image"], self.cfg.augment)
         recon, mu, sigma = nets["autoencoder"](x)
         recon = recon.float()
         l1 = F.l1_loss(recon, x)
@@ -112,7 +102,7 @@ class LDMStage(Stage):
         if self.ae is not None:
             with torch.no_grad():
                 self.ae.to(batch["image"].device).eval()
-                mu, sigma = self.ae.encode(random_flips(batch["image"]))
+                mu, sigma = self.ae.encode(augment_batch(batch["image"], AugmentConfig(rotate_deg=0.0, gain=0.0, offset=0.0)))
             z, v = mu + sigma * torch.randn_like(mu), torch.zeros(len(mu), dtype=torch.long)
         else:
             z, v = pick_variant(batch)
@@ -167,7 +157,7 @@ class ControlNetStage(Stage):
     def training_step(self, nets, batch, step):
         z0, v = pick_variant(batch)
         z0 = z0.float() * self.scale_factor
-        cond = torch.stack([flip(c, int(k), 1) for c, k in zip(batch["cond"], v.tolist())])
+        cond = torch.stack([flip_variant(c, int(k), 1) for c, k in zip(batch["cond"], v.tolist())])
         loss = self._loss(nets, z0, cond, batch["label"], noisy_training_pair(self.scheduler, z0)).mean()
         return {"main": loss}, {}
 
@@ -181,7 +171,3 @@ class ControlNetStage(Stage):
             losses.append(self._loss(nets, z0, batch["cond"], batch["label"], validation_pair(self.scheduler, z0, g)))
         loss = float(torch.cat(losses).mean())
         return {"loss": loss, "score": -loss}
-
-
-def count_parameters(module: nn.Module) -> int:
-    return int(sum(np.prod(p.shape) for p in module.parameters()))

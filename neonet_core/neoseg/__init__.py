@@ -2,7 +2,7 @@
 
 Public API::
 
-    train_seg(manifest_path, config, out_dir, resume=False, val_fraction=0.2) -> Path (bundle dir)
+    train_seg(train_cases, val_cases, config, out_dir, device="auto", resume=False) -> Path (bundle dir)
     load_segmenter(bundle, device="cpu") -> Segmenter;  Segmenter.segment(image) -> SegResult
     localise(image, tumour_mask, bundle) -> (tumour Volume, "user" | "neoseg")
 """

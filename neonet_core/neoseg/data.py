@@ -6,7 +6,7 @@ integer factors, in the image's own pixel type: an int16 scan is never copied to
 followed by linear resampling; masks by nearest neighbour. The coarse image is then normalised with
 :func:`neonet_core.normalize.robust_normalise`.
 
-Training randomness (crop position, flips, intensity jitter) lives in :func:`random_crops`, called
+Training randomness (crop position, then :mod:`neonet_core.augment` on image and labels) lives in :func:`random_crops`, called
 from the stage's ``training_step`` after the engine has seeded the global torch RNG for that step,
 so a resumed run sees exactly the crops of an uninterrupted one.
 """
@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from neonet_core.augment import augment_batch
 from neonet_core.volume import Volume
 
 TUMOUR_ONLY_CLASSES = ("background", "tumour")
@@ -157,14 +158,8 @@ def random_crop(image: np.ndarray, labels: np.ndarray, cfg, tumour_label: int) -
     box = tuple(slice(int(a), int(a) + s) for a, s in zip(start, size))
     x = torch.from_numpy(np.ascontiguousarray(image[box]))[None]
     y = torch.from_numpy(np.ascontiguousarray(labels[box]).astype(np.int64))[None]
-    if cfg.flip:
-        dims = [d + 1 for d in range(3) if float(torch.rand(())) < 0.5]
-        if dims:
-            x, y = torch.flip(x, dims), torch.flip(y, dims)
-    if cfg.intensity_jitter:
-        gain = 1.0 + cfg.intensity_jitter * (2 * torch.rand(()) - 1)
-        offset = cfg.intensity_jitter * (2 * torch.rand(()) - 1)
-        x = x * gain + offset
+    x, (y,) = augment_batch(x[None].float(), cfg.augment, extras=[y[None]])
+    x, y = x[0], y[0]
     return x.float(), y
 
 
@@ -172,18 +167,3 @@ def random_crops(batch: dict, cfg, tumour_label: int, device) -> tuple[torch.Ten
     """Stack one random crop per case of an engine batch: ``(B, 1, D, H, W)`` float32, int64 labels."""
     pairs = [random_crop(im, lab, cfg, tumour_label) for im, lab in zip(batch["image"], batch["labels"])]
     return torch.stack([p[0] for p in pairs]).to(device), torch.stack([p[1] for p in pairs]).to(device)
-
-
-def split_cases(cases: list, val_fraction: float, seed: int) -> tuple[list, list]:
-    """Split manifest cases into (train, val) by patient (``patient_id``, else ``case_id``), reproducibly.
-
-    At least one case stays in training; no validation set for fewer than 2 patients or ``val_fraction`` 0.
-    """
-    groups = sorted({getattr(c, "patient_id", None) or c.case_id for c in cases})
-    n_val = int(round(len(groups) * val_fraction)) if val_fraction > 0 else 0
-    n_val = min(max(n_val, 1 if val_fraction > 0 else 0), len(groups) - 1)
-    order = np.random.default_rng([seed, 7]).permutation(len(groups))
-    val_groups = {groups[i] for i in order[:n_val]}
-    train = [c for c in cases if (getattr(c, "patient_id", None) or c.case_id) not in val_groups]
-    val = [c for c in cases if (getattr(c, "patient_id", None) or c.case_id) in val_groups]
-    return train, val

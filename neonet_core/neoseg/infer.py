@@ -45,7 +45,7 @@ class Segmenter:
     """A NeoSeg network with its config, ready to segment volumes (see :func:`load_segmenter`)."""
 
     def __init__(self, net: nn.Module, cfg, percentiles=(0.5, 99.5), device: str = "cpu", source: str = "<in memory>"):
-        from neonet_core.engine import resolve_device
+        from neonet_core.device import resolve_device
 
         self.cfg, self.percentiles, self.source = cfg, tuple(percentiles), source
         self.classes = class_names(cfg.predict_anatomy)

@@ -11,11 +11,6 @@ from scipy import ndimage
 _STRUCTURE = np.ones((3, 3, 3), dtype=bool)
 
 
-def fill_holes(mask: np.ndarray) -> np.ndarray:
-    """``mask`` (bool/uint8) with every enclosed cavity filled (3D), bool."""
-    return ndimage.binary_fill_holes(mask != 0)
-
-
 def keep_tumour_component(probability: np.ndarray, threshold: float = 0.5, min_voxels: int = 1) -> np.ndarray | None:
     """The component of ``probability > threshold`` with the highest summed probability, holes filled.
 

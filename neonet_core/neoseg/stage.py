@@ -9,15 +9,9 @@ import torch
 from torch import nn
 
 from neonet_core.engine import Stage
+from neonet_core.metrics import dice
 from neonet_core.neoseg.data import class_names
 from neonet_core.neoseg.model import build_seg_net
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    """Dice of two binary arrays; 1.0 when both are empty."""
-    a, b = a != 0, b != 0
-    total = int(a.sum()) + int(b.sum())
-    return 1.0 if total == 0 else 2.0 * float(np.logical_and(a, b).sum()) / total
 
 
 class SegStage(Stage):

@@ -1,0 +1,130 @@
+"""PattenNet (+NeoGen) against plain 3D CNNs, like for like, on three cohorts: one resumable command.
+
+    .venv/bin/python bench/quality.py                      # the full comparison (128 cases, 44 PNI+, 5 folds)
+    .venv/bin/python bench/quality.py --cases 40 --positives 14 --folds 3 --cohorts phantom   # a smaller try
+
+For each cohort (``phantom``: default difficulty; ``hard``: difficulty 0.8; ``real``: tumours and
+PNI-like extensions painted into the real MR/CT scans of Testing/Data) it writes the cohort with
+``neonet phantom``, runs ``neonet cv`` with every model of ``--models`` (same folds, same protocol)
+as one job per fold, ``--jobs`` at a time, then ``neonet cv --report`` and one table
+``bench/results/quality/<cohort>.md``: pooled out-of-fold AUC with its bootstrap CI, mean +/- SD of
+the fold AUCs, DeLong p against the plain CNN, the NeoGen gain (with minus without), NeoGen's
+detectability and class fidelity, the commit and the wall time. Everything lands in ``--work``;
+rerunning the command resumes (finished folds are kept).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = ["cnn:no-neogen", "cnn:neogen", "pattennet:no-neogen", "pattennet:neogen", "resnet18:no-neogen", "densenet121:no-neogen"]
+BASELINE = "cnn"
+COHORTS = {
+    "phantom": ["--difficulty", "0.5"],
+    "hard": ["--difficulty", "0.8"],
+    "real": ["--difficulty", "0.5", "--background", str(ROOT / "Testing" / "Data" / "abdomen_mr.nii.gz")],
+}
+
+
+def neonet(*args: str, threads: int = 2, log: Path | None = None) -> None:
+    """Run the ``neonet`` CLI of this checkout; a failure raises with the log's tail."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    cmd = [sys.executable, "-m", "neonet_core.cli.main", "--progress", "none", *args]
+    with open(log or os.devnull, "a", encoding="utf-8") as out:
+        code = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT).returncode
+    if code:
+        tail = log.read_text(encoding="utf-8")[-2000:] if log else ""
+        raise SystemExit(f"`neonet {' '.join(args)}` failed (exit {code}):\n{tail}")
+
+
+def run_cohort(name: str, args) -> Path:
+    """Cohort -> cv folds (parallel jobs) -> report; returns the cv folder."""
+    work = args.work / name
+    work.mkdir(parents=True, exist_ok=True)
+    manifest = work / "cohort" / "manifest.csv"
+    if not manifest.exists():
+        neonet("phantom", "--out", str(work / "cohort"), "--cases", str(args.cases), "--positives", str(args.positives),
+               "--seed", "0", *COHORTS[name], log=work / "phantom.log")
+    cv = work / "cv"
+    models = [a for m in args.models for a in ("--model", m)]
+    common = ["cv", "--manifest", str(manifest), "--out", str(cv), "--folds", str(args.folds), "--config", args.config,
+              "--seed", str(args.seed), "--device", "cpu", *models]
+    threads = max(1, args.threads // args.jobs)
+    if not (cv / "cv_plan.json").exists():  # one job writes the plan and the patch cache before the others start
+        neonet(*common, "--fold", "0", threads=args.threads, log=work / "fold_0.log")
+    with ThreadPoolExecutor(args.jobs) as pool:
+        list(pool.map(lambda k: neonet(*common, "--fold", str(k), threads=threads, log=work / f"fold_{k}.log"), range(args.folds)))
+    neonet("cv", "--report", str(cv), log=work / "report.log")
+    return cv
+
+
+def _f(x) -> str:
+    return "n/a" if x is None or x != x else f"{x:.3f}"
+
+
+def table(name: str, cv: Path, wall_s: float, commit: str) -> str:
+    """The Markdown table of one cohort from its cv folder."""
+    data = json.loads((cv / "metrics.json").read_text(encoding="utf-8"))
+    metrics, delong = data["models"], data["delong"]
+    quality = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(cv.glob("fold_*/neogen_quality.json"))]
+    baseline = BASELINE if BASELINE in metrics else None
+
+    def p_vs_baseline(model: str):
+        for d in delong:
+            if {d["model_a"], d["model_b"]} == {model, baseline}:
+                return d["p_value"]
+        return None
+
+    lines = [f"# Quality: {name} cohort", "",
+             f"`python bench/quality.py` at commit {commit}; cohort `{COHORTS[name]}`; wall time {wall_s / 60:.0f} min for this cohort.", "",
+             "| model | pooled AUC [95% CI] | mean +/- SD of folds | DeLong p vs cnn | NeoGen gain (pooled) |", "| --- | --- | --- | --- | --- |"]
+    for model, m in sorted(metrics.items(), key=lambda kv: -kv[1]["pooled_auc"]):
+        lo, hi = m["pooled_auc_ci95"]
+        base = model[: -len("+neogen")] if model.endswith("+neogen") else None
+        gain = m["pooled_auc"] - metrics[base]["pooled_auc"] if base in metrics else None
+        lines.append(f"| {model} | {_f(m['pooled_auc'])} [{_f(lo)}, {_f(hi)}] | {_f(m['mean_auc'])} +/- {_f(m['sd_auc'])} | "
+                     f"{'-' if model == baseline else _f(p_vs_baseline(model))} | {_f(gain) if gain is not None else '-'} |")
+    if quality:
+        det = [q["detectability"]["auc"] for q in quality]
+        fid = [q["class_fidelity"]["auc"] for q in quality]
+        lines += ["", f"NeoGen over {len(quality)} folds: detectability AUC {_f(sum(det) / len(det))} (target <= 0.70), "
+                  f"class fidelity AUC {_f(sum(fid) / len(fid))} (target >= 0.70)."]
+    lines += ["", f"Full report: `{cv.relative_to(cv.parents[1]) / 'report.md'}` in the work folder.", ""]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--work", type=Path, default=ROOT / "bench" / "work" / "quality", help="work folder (resumable)")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "quality", help="where the tables go")
+    parser.add_argument("--cohorts", nargs="+", choices=list(COHORTS), default=list(COHORTS))
+    parser.add_argument("--models", nargs="+", default=MODELS)
+    parser.add_argument("--cases", type=int, default=128)
+    parser.add_argument("--positives", type=int, default=44)
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--config", default="tiny")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--jobs", type=int, default=2, help="folds run at once (default 2)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 2, help="CPU threads shared by the jobs")
+    args = parser.parse_args()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name in args.cohorts:
+        t0 = time.perf_counter()
+        cv = run_cohort(name, args)
+        text = table(name, cv, time.perf_counter() - t0, commit)
+        (args.out / f"{name}.md").write_text(text, encoding="utf-8")
+        print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

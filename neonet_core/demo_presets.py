@@ -1,0 +1,33 @@
+"""The settings of ``neonet demo`` and of the shipped demo bundle (``Resources/Models/make_demo_bundle.py``).
+
+Each plan: ``cohort`` (the phantom cohort's :func:`~neonet_core.phantom.cohort.generate_cohort`
+arguments), ``folds`` and ``models`` for ``neonet cv``, and ``config``, a JSON config as ``--config``
+accepts it: the tiny preset with shorter schedules.
+"""
+
+from __future__ import annotations
+
+
+def _tiny(epochs: dict[str, int], sampling_steps: int, **sections: dict) -> dict:
+    """The tiny preset with ``epochs`` per stage, ``sampling_steps`` for the LDM, and ``sections`` merged in."""
+    config = {"preset": "tiny", **{stage: {"train": {"epochs": n}} for stage, n in epochs.items()}}
+    config["ldm"]["sampling_steps"] = sampling_steps
+    for name, values in sections.items():
+        config[name] = {**config.get(name, {}), **values}
+    return config
+
+
+DEMO = {
+    "cohort": {"cases": 40, "positives": 14, "difficulty": 0.3, "size": [96, 96, 32], "spacing": [2.0, 2.0, 3.75]},
+    "folds": 3,
+    "models": ["pattennet:neogen", "densenet121:no-neogen"],
+    "config": _tiny({"seg": 8, "ae": 8, "ldm": 10, "controlnet": 4, "cls": 60}, sampling_steps=10),
+}
+# A smaller cohort and 16^3 patches; resnet18 as the baseline since DenseNet121 needs 32^3.
+QUICK = {
+    "cohort": {"cases": 16, "positives": 6, "difficulty": 0.2, "size": [64, 64, 24], "spacing": [3.0, 3.0, 5.0]},
+    "folds": 2,
+    "models": ["pattennet:neogen", "resnet18:no-neogen"],
+    "config": _tiny({"seg": 2, "ae": 2, "ldm": 2, "controlnet": 1, "cls": 4}, sampling_steps=4,
+                    preprocess={"patch_size": 16}, seg={"roi_size": [32, 32, 32]}),
+}
