@@ -1,4 +1,4 @@
-"""Shared pytest fixtures. Keep this small: suites define their own helpers in their own files."""
+"""Pytest fixtures shared by more than one suite. Keep this small: suites define their own helpers in their own files."""
 
 from __future__ import annotations
 
@@ -13,3 +13,22 @@ DATA_DIR = Path(__file__).parent / "Data"
 def data_dir() -> Path:
     """Testing/Data: small real scans with their licences (see Testing/Data/README.md)."""
     return DATA_DIR
+
+
+@pytest.fixture
+def fail_case(monkeypatch):
+    """``fail_case(module, name, index)``: make the per-case generator ``module.name(index, ...)`` raise
+    ``RuntimeError("disk full")`` for case ``index`` (the others run as before); returns the real function."""
+
+    def install(module, name: str, index: int):
+        real = getattr(module, name)
+
+        def failing(i, *args, **kwargs):
+            if i == index:
+                raise RuntimeError("disk full")
+            return real(i, *args, **kwargs)
+
+        monkeypatch.setattr(module, name, failing)
+        return real
+
+    return install

@@ -227,9 +227,9 @@ def _legacy_classifier_augment(x, real, rotate_deg=10.0, intensity=0.1):
     for axis in range(3):
         out = torch.where(flips[:, axis, None, None, None, None], out.flip(2 + axis), out)
     if rotate_deg > 0:
-        from neonet_core.augment import _rotation_matrices  # the same Rz @ Ry @ Rx as before
+        from neonet_core.augment.geometry import rotation_matrices  # the same Rz @ Ry @ Rx as before
 
-        theta = torch.cat([_rotation_matrices(angles), torch.zeros(b, 3, 1)], 2)
+        theta = torch.cat([rotation_matrices(angles), torch.zeros(b, 3, 1)], 2)
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
         out = F.grid_sample(out, grid, mode="bilinear", padding_mode="border", align_corners=False)
     out = out * gain.view(b, 1, 1, 1, 1) + offset.view(b, 1, 1, 1, 1)

@@ -8,6 +8,7 @@ import pytest
 from scipy import ndimage
 
 from neonet_core.neogen.fidelity import (
+    Probe,
     class_fidelity,
     detectability,
     feature_names,
@@ -172,9 +173,9 @@ def test_fidelity_with_a_given_featurizer():
     real = rng.normal(0, 1, (20, 4, 4, 4)) + 2.0 * yr[:, None, None, None]
     syn = rng.normal(0, 1, (12, 4, 4, 4)) + 2.0 * ys[:, None, None, None]
     mean_only = lambda images, masks: images.mean(axis=(1, 2, 3))[:, None]  # noqa: E731
-    f = class_fidelity(real, yr, syn, ys, featurize=mean_only)
+    f = class_fidelity(real, yr, syn, ys, probe=Probe(featurize=mean_only))
     assert f["auc"] == 1.0 and f["n_features"] == 1 and "given" in f["method"]
-    lines = summary_lines(detectability(real, syn, featurize=mean_only), f)
+    lines = summary_lines(detectability(real, syn, probe=Probe(featurize=mean_only)), f)
     assert len(lines) == 4 and "detectability" in lines[2] and "class fidelity" in lines[3]
 
 

@@ -205,19 +205,12 @@ def test_cli_exit_codes(tmp_path, capsys):
     assert not (tmp_path / "bad").exists() and not (tmp_path / "b2").exists()
 
 
-def test_cohort_is_published_whole_or_not_at_all(tmp_path, monkeypatch):
+def test_cohort_is_published_whole_or_not_at_all(tmp_path, monkeypatch, fail_case):
     import os
 
     import neonet_core.phantom.cohort as cohort_module
 
-    real = cohort_module.generate_case
-
-    def failing(index, *args, **kwargs):
-        if index == 1:
-            raise RuntimeError("disk full")
-        return real(index, *args, **kwargs)
-
-    monkeypatch.setattr(cohort_module, "generate_case", failing)
+    real = fail_case(cohort_module, "generate_case", 1)
     with pytest.raises(RuntimeError, match="disk full"):
         generate_cohort(tmp_path / "c", cases=3, positives=1, seed=0, **TINY)
     assert list(tmp_path.iterdir()) == []  # neither the folder nor a partial one

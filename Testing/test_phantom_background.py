@@ -258,17 +258,10 @@ def test_bad_backgrounds_get_one_line_naming_the_file_and_nothing_is_written(dat
     assert not any(p.name.startswith(".") or p.name.startswith("out") for p in tmp_path.iterdir())  # nothing left
 
 
-def test_cohort_is_all_or_nothing(data_dir, tmp_path, monkeypatch):
+def test_cohort_is_all_or_nothing(data_dir, tmp_path, monkeypatch, fail_case):
     import neonet_core.phantom.background_cohort as bc
 
-    real = bc.generate_background_case
-
-    def failing(index, *args, **kwargs):
-        if index == 2:
-            raise RuntimeError("disk full")
-        return real(index, *args, **kwargs)
-
-    monkeypatch.setattr(bc, "generate_background_case", failing)
+    real = fail_case(bc, "generate_background_case", 2)
     with pytest.raises(RuntimeError, match="disk full"):
         generate_background_cohort(tmp_path / "c", [data_dir / "breast_mr.nrrd"], cases=4, positives=2)
     assert list(tmp_path.iterdir()) == []  # neither the folder nor a partial one

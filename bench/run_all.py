@@ -34,6 +34,7 @@ BENCHMARKS = {
     "bench_neogen": ["--cases", "8", "--epochs", "1", "--gen-patches", "2", "--ddpm-patches", "1", "--threads", "1"],
     "bench_slicer_logic": ["--repeats", "2"],
     "bench_predict": ["--repeats", "1", "--threads", "1"],
+    "bench_augment": ["--repeats", "10", "--threads", "1"],
 }
 
 

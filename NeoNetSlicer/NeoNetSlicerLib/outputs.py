@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from neonet_core.batch import safe_case_name
+
 
 class OutputsLogic:
     """Writes a prediction's output nodes to files."""
@@ -11,11 +13,12 @@ class OutputsLogic:
     def save_outputs(self, out, folder: str | Path) -> dict[str, Path]:
         """Write ``out``'s nodes (a PredictionOutput): attention .nrrd, tumour .seg.nrrd, ROI .mrk.json, table .tsv.
 
-        Files are named after the case; existing files are never overwritten (FileExistsError).
+        Files are named after the case (:func:`neonet_core.batch.safe_case_name`, as ``neonet predict``
+        names its folders); existing files are never overwritten (FileExistsError).
         """
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        stem = _safe_name(out.case_id)
+        stem = safe_case_name(out.case_id)
         targets = {
             "attention": (out.attentionNode, folder / f"{stem}_attention.nrrd"),
             "tumour": (out.tumourNode, folder / f"{stem}_tumour.seg.nrrd"),
@@ -49,8 +52,3 @@ def save_node(node, path: str | Path) -> Path:
                 schema.replace(path.with_name(path.name[: -len(".tsv")] + ".schema.tsv"))
     storage.SetFileName(str(path))
     return path
-
-
-def _safe_name(text: str) -> str:
-    keep = "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
-    return keep.strip("._") or "case"

@@ -28,12 +28,14 @@ Hand features of one patch ``(D, H, W)``:
   along nerves), the gradient magnitude on the tumour boundary (edge sharpness) and the tumour's volume fraction.
   An empty mask gives NaN for these, replaced by the training-set mean of the feature.
 
-A caller may pass its own ``featurize(images, masks) -> (N, F)`` (for example the NeoGen encoder's
-spatially averaged features) instead of the hand features.
+Both figures take the feature model as one :class:`Probe` (features, regularisation, how many
+features to report, bootstrap size). A caller may give it its own ``featurize(images, masks) -> (N, F)``
+(for example the NeoGen encoder's spatially averaged features) instead of the hand features.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
@@ -168,17 +170,39 @@ def _labels(y, n: int, what: str) -> np.ndarray:
     return y.astype(int)
 
 
-def _features(images, masks, featurize: Featurize | None, what: str) -> tuple[np.ndarray, list[str]]:
-    images = _patches(images, what)
-    if featurize is None:
-        return patch_features(images, masks), feature_names(masks is not None)
-    f = np.asarray(featurize(images, masks), dtype=np.float64)
-    if f.ndim != 2 or len(f) != len(images):
-        raise ValueError(f"featurize returned shape {f.shape} for {len(images)} {what}")
-    return f, [f"feature_{i}" for i in range(f.shape[1])]
-
-
 # ----------------------------------------------------------------------------- classifier
+
+@dataclass(frozen=True)
+class Probe:
+    """The feature model both figures fit: ``featurize`` (None = the hand features of
+    :func:`patch_features`), an L2 logistic regression of inverse strength ``C``, the ``top`` most
+    separating single features reported, ``n_boot`` bootstrap resamples for the AUC's CI."""
+
+    featurize: Featurize | None = None
+    C: float = 0.1
+    top: int = 5
+    n_boot: int = 1000
+
+    def features(self, images, masks, what: str) -> tuple[np.ndarray, list[str]]:
+        """Features ``(N, F)`` of patches ``images`` (checked) and their column names."""
+        images = _patches(images, what)
+        if self.featurize is None:
+            return patch_features(images, masks), feature_names(masks is not None)
+        f = np.asarray(self.featurize(images, masks), dtype=np.float64)
+        if f.ndim != 2 or len(f) != len(images):
+            raise ValueError(f"featurize returned shape {f.shape} for {len(images)} {what}")
+        return f, [f"feature_{i}" for i in range(f.shape[1])]
+
+    def method(self, n_features: int) -> str:
+        """The start of a report's one-line description of the classifier."""
+        return (f"logistic regression (C={self.C}, class-balanced) on {n_features} standardised "
+                f"{'hand' if self.featurize is None else 'given'} features")
+
+
+def _check_masks(real_masks, synthetic_masks) -> None:
+    if (real_masks is None) != (synthetic_masks is None):
+        raise ValueError("give masks for both real and synthetic patches, or for neither")
+
 
 def _model(C: float):
     from sklearn.impute import SimpleImputer
@@ -226,21 +250,12 @@ def _sd(v: Sequence[float]) -> float:
 
 # ----------------------------------------------------------------------------- the two figures
 
-def detectability(
-    real: np.ndarray,
-    synthetic: np.ndarray,
-    seed: int = 0,
-    real_masks: np.ndarray | None = None,
-    synthetic_masks: np.ndarray | None = None,
-    featurize: Featurize | None = None,
-    C: float = 0.1,
-    top: int = 5,
-    n_boot: int = 1000,
-) -> dict:
+def detectability(real: np.ndarray, synthetic: np.ndarray, seed: int = 0, real_masks: np.ndarray | None = None,
+                  synthetic_masks: np.ndarray | None = None, probe: Probe = Probe()) -> dict:
     """Cross-validated AUC of a real-vs-synthetic classifier (synthetic = positive class).
 
-    ``real`` ``(N, D, H, W)``, ``synthetic`` ``(M, D, H, W)``; masks optional (both or neither).
-    Returns a dict:
+    ``real`` ``(N, D, H, W)``, ``synthetic`` ``(M, D, H, W)``; masks optional (both or neither); the
+    classifier is ``probe``'s. Returns a dict:
 
     - ``auc``: pooled out-of-fold AUC (0.5 = indistinguishable; NaN with ``reason`` when a set has < 2 patches);
     - ``auc_sd``: SD of the per-fold AUCs; ``fold_aucs``; ``auc_ci``: stratified bootstrap 95 % CI of ``auc``;
@@ -250,8 +265,7 @@ def detectability(
     - ``target`` (0.70), ``meets_target`` (``auc <= target``; None when NaN), ``reason`` (None or why NaN),
       ``method`` (one line for a report).
     """
-    if (real_masks is None) != (synthetic_masks is None):
-        raise ValueError("give masks for both real and synthetic patches, or for neither")
+    _check_masks(real_masks, synthetic_masks)
     real, synthetic = _patches(real, "real patches"), _patches(synthetic, "synthetic patches")
     out = {
         "auc": float("nan"), "auc_sd": float("nan"), "auc_ci": (float("nan"), float("nan")), "fold_aucs": [],
@@ -261,38 +275,28 @@ def detectability(
     if len(real) < 2 or len(synthetic) < 2:
         out["reason"] = f"need at least 2 real and 2 synthetic patches, got {len(real)} real and {len(synthetic)} synthetic"
         return out
-    fr, names = _features(real, real_masks, featurize, "real patches")
-    fs, _ = _features(synthetic, synthetic_masks, featurize, "synthetic patches")
+    fr, names = probe.features(real, real_masks, "real patches")
+    fs, _ = probe.features(synthetic, synthetic_masks, "synthetic patches")
     x = np.concatenate([fr, fs])
     y = np.r_[np.zeros(len(fr), int), np.ones(len(fs), int)]
-    oof, fold_aucs, k = _cross_validated(x, y, seed, C)
+    oof, fold_aucs, k = _cross_validated(x, y, seed, probe.C)
     auc = roc_auc(y, oof)
     out.update(
-        auc=auc, auc_sd=_sd(fold_aucs), auc_ci=bootstrap_auc_ci(y, oof, n_boot=n_boot, seed=seed), fold_aucs=fold_aucs,
-        n_folds=k, n_features=x.shape[1], top_features=_ranked_features(x, y, names, top),
+        auc=auc, auc_sd=_sd(fold_aucs), auc_ci=bootstrap_auc_ci(y, oof, n_boot=probe.n_boot, seed=seed), fold_aucs=fold_aucs,
+        n_folds=k, n_features=x.shape[1], top_features=_ranked_features(x, y, names, probe.top),
         meets_target=bool(auc <= DETECTABILITY_TARGET),
-        method=f"logistic regression (C={C}, class-balanced) on {x.shape[1]} standardised "
-        f"{'hand' if featurize is None else 'given'} features, {k}-fold stratified CV, pooled out-of-fold AUC",
+        method=f"{probe.method(x.shape[1])}, {k}-fold stratified CV, pooled out-of-fold AUC",
     )
     return out
 
 
-def class_fidelity(
-    real_images: np.ndarray,
-    real_labels,
-    synthetic_images: np.ndarray,
-    synthetic_labels,
-    seed: int = 0,
-    real_masks: np.ndarray | None = None,
-    synthetic_masks: np.ndarray | None = None,
-    featurize: Featurize | None = None,
-    C: float = 0.1,
-    top: int = 5,
-    n_boot: int = 1000,
-) -> dict:
+def class_fidelity(real_images: np.ndarray, real_labels, synthetic_images: np.ndarray, synthetic_labels, seed: int = 0,
+                   real_masks: np.ndarray | None = None, synthetic_masks: np.ndarray | None = None,
+                   probe: Probe = Probe()) -> dict:
     """AUC with which a classifier trained on real patches only ranks synthetic PNI+ above synthetic PNI-.
 
-    Labels are 0 (PNI-) / 1 (PNI+), one per patch. Returns a dict:
+    Labels are 0 (PNI-) / 1 (PNI+), one per patch; masks optional (both or neither); the classifier
+    is ``probe``'s. Returns a dict:
 
     - ``auc``: the synthetic-patch AUC (NaN with ``reason`` when the real set lacks 2 of each class or the
       synthetic set lacks one class); ``auc_ci``: its stratified bootstrap 95 % CI;
@@ -304,8 +308,7 @@ def class_fidelity(
     - ``target`` (0.70), ``meets_target`` (``auc >= target``; None when NaN), ``reason``, ``method``,
       ``note`` (set when the reference is too low for the figure to mean much).
     """
-    if (real_masks is None) != (synthetic_masks is None):
-        raise ValueError("give masks for both real and synthetic patches, or for neither")
+    _check_masks(real_masks, synthetic_masks)
     real_images = _patches(real_images, "real patches")
     synthetic_images = _patches(synthetic_images, "synthetic patches")
     yr = _labels(real_labels, len(real_images), "real labels")
@@ -321,27 +324,26 @@ def class_fidelity(
     if nr.min() < 2:
         out["reason"] = f"need at least 2 real patches of each class, got {int(nr[0])} PNI- and {int(nr[1])} PNI+"
         return out
-    fr, names = _features(real_images, real_masks, featurize, "real patches")
-    oof, fold_aucs, k = _cross_validated(fr, yr, seed, C)
+    fr, names = probe.features(real_images, real_masks, "real patches")
+    oof, fold_aucs, k = _cross_validated(fr, yr, seed, probe.C)
     real_cv = roc_auc(yr, oof)
     out.update(real_cv_auc=real_cv, real_cv_auc_sd=_sd(fold_aucs), n_folds=k, n_features=fr.shape[1],
-               top_features=_ranked_features(fr, yr, names, top))
-    out["method"] = (f"logistic regression (C={C}, class-balanced) on {fr.shape[1]} standardised "
-                     f"{'hand' if featurize is None else 'given'} features, trained on all real patches, scoring the "
+               top_features=_ranked_features(fr, yr, names, probe.top))
+    out["method"] = (f"{probe.method(fr.shape[1])}, trained on all real patches, scoring the "
                      f"synthetic ones; reference: its {k}-fold stratified CV AUC on the real patches")
     if real_cv < 0.6:
         out["note"] = f"the feature model barely sees the class on real patches (CV AUC {real_cv:.2f}); the fidelity AUC says little"
     if len(synthetic_images) == 0:
         out["reason"] = "no synthetic patches"
         return out
-    fs, _ = _features(synthetic_images, synthetic_masks, featurize, "synthetic patches")
-    p = _model(C).fit(fr, yr).predict_proba(fs)[:, 1]
+    fs, _ = probe.features(synthetic_images, synthetic_masks, "synthetic patches")
+    p = _model(probe.C).fit(fr, yr).predict_proba(fs)[:, 1]
     out["synthetic_mean_p"] = {c: (float(p[ys == c].mean()) if ns[c] else nan) for c in (0, 1)}
     if ns.min() < 1:
         out["reason"] = f"synthetic patches of one class only ({int(ns[0])} PNI-, {int(ns[1])} PNI+): no ranking to score"
         return out
     auc = roc_auc(ys, p)
-    out.update(auc=auc, auc_ci=bootstrap_auc_ci(ys, p, n_boot=n_boot, seed=seed), meets_target=bool(auc >= FIDELITY_TARGET))
+    out.update(auc=auc, auc_ci=bootstrap_auc_ci(ys, p, n_boot=probe.n_boot, seed=seed), meets_target=bool(auc >= FIDELITY_TARGET))
     return out
 
 
