@@ -84,6 +84,16 @@ def test_model_specs():
         parse_models(["vgg"])
 
 
+def test_ratio_ablation_specs():
+    """``:neogen=R`` asks for a share R of the 1:1 synthetic patches; 0 and 1 are the plain names."""
+    specs = parse_models(["cnn:neogen=0.5", "cnn:neogen=1", "cnn:neogen=0", "cnn+neogen", "cnn:neogen=0.25"])
+    assert [(s.name, s.synthetic) for s in specs] == [("cnn+neogen0.5", 0.5), ("cnn+neogen", 1.0), ("cnn", 0.0), ("cnn+neogen0.25", 0.25)]
+    assert specs[0].neogen and not specs[2].neogen
+    for bad in ("cnn:neogen=2", "cnn:neogen=-0.1", "cnn:neogen=nan", "cnn:neogen=half", "cnn:gen"):
+        with pytest.raises(NeoNetError, match="suffix"):
+            parse_models([bad])
+
+
 # --- end to end ------------------------------------------------------------------------------
 MICRO = {
     "preset": "tiny",

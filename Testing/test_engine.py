@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from neonet_core.engine import Stage, TrainConfig, Trainer, epoch_batches, load_weights
+from neonet_core.engine.ema import ema_decay_at
 from neonet_core.errors import NeoNetError
 
 
@@ -153,6 +154,11 @@ def _published(path):
     return {k[len("net."):]: v for k, v in load_file(str(path)).items()}
 
 
+def test_ema_warm_up():
+    assert [round(ema_decay_at(0.99, n), 4) for n in (1, 10, 100, 1000)] == [0.1818, 0.55, 0.9182, 0.99]
+    assert ema_decay_at(0.8, 50) == 0.8
+
+
 def test_ema_is_the_closed_form_average_buffers_included_and_is_what_validates_and_publishes(tmp_path):
     decay = 0.8
     stage = BNStage()
@@ -165,7 +171,10 @@ def test_ema_is_the_closed_form_average_buffers_included_and_is_what_validates_a
         if key.endswith("num_batches_tracked"):
             assert int(value) == int(states[-1][key])  # integer buffers follow the live network
             continue
-        expected = decay ** (n - 1) * states[0][key] + sum((1 - decay) * decay ** (n - 1 - j) * states[j][key] for j in range(1, n))
+        expected = states[0][key]  # the recursion with the warmed-up decay min(0.8, (1 + m) / (10 + m)), m updates before
+        for j in range(1, n):
+            d = ema_decay_at(decay, j)
+            expected = d * expected + (1 - d) * states[j][key]
         torch.testing.assert_close(value.double(), expected, rtol=1e-5, atol=1e-6)
     assert any(key.endswith("running_mean") for key in published)
     # the live (raw) weights are not the published ones, and validation ran on the EMA weights

@@ -157,3 +157,38 @@ def test_classifier_augmentation_is_lossless_and_treats_synthetic_patches_like_r
         assert torch.equal(out[i, 1].sum(), x[i, 1].sum()) and set(out[i, 1].unique().tolist()) <= {0.0, 1.0}
     torch.manual_seed(1)
     assert torch.equal(augment_batch(x, cfg.augment, intensity_channels=[0]), out)  # same seed, same augmentation
+
+def test_round_trip_control_swaps_real_majority_patches_as_often_as_synthetic_ones_appear():
+    """With synthetic (minority-class, decoded) patches in training, real majority-class patches are
+    swappable for their autoencoder round trip with probability n_synthetic / n_real_majority; real
+    minority-class and synthetic patches are never swapped; without synthetic patches nothing is."""
+    from neonet_core.neocls.stage import ClsStage, _training_dataset
+    from neonet_core.neogen.autoencoder import round_trip
+
+    rng = np.random.default_rng(0)
+    n_pos, n_neg, n_syn = 3, 7, 4
+    labels = np.array([1] * n_pos + [0] * n_neg + [1] * n_syn)
+    synthetic = np.array([False] * (n_pos + n_neg) + [True] * n_syn)
+    images = rng.random((len(labels), 16, 16, 16)).astype(np.float32)
+    ids = [f"c{i}" for i in range(len(labels))]
+    patches = PatchSet(ids, ids, images, labels, np.zeros_like(images), np.zeros_like(images), synthetic,
+                       [f"c0" if s else "" for s in synthetic], [None] * len(labels))
+    torch.manual_seed(0)
+    ae = build_autoencoder(AEConfig()).eval()
+    dataset, p = _training_dataset(patches, 2, ae)
+    assert p == pytest.approx(n_syn / n_neg)
+    swappable = np.array([bool(dataset[i]["swappable"]) for i in range(len(labels))])
+    assert swappable.tolist() == ((labels == 0) & ~synthetic).tolist()
+    decoded = round_trip(ae, images[swappable])
+    for k, i in enumerate(np.flatnonzero(swappable)):
+        item = dataset[i]
+        assert torch.allclose(item["alternate"][0], torch.from_numpy(decoded[k])) and torch.equal(item["alternate"][1], item["image"][1])
+    assert _training_dataset(patches.take(np.flatnonzero(~synthetic)), 2, ae)[1] == 0.0
+    # the training step swaps exactly the swappable items it draws (p = 1 here)
+    stage = ClsStage(build_classifier(ClsConfig(model="cnn")), ClsConfig(augment=AugmentConfig.off()), swap_probability=1.0)
+    batch = {k: torch.stack([dataset[i][k] for i in range(len(labels))]) for k in ("image", "alternate", "swappable", "label")}
+    seen = {}
+    stage.model.register_forward_pre_hook(lambda _m, args: seen.setdefault("x", args[0].clone()))
+    stage.training_step({"cls": stage.model}, batch, 0)
+    for i in range(len(labels)):
+        assert torch.equal(seen["x"][i], batch["alternate"][i] if swappable[i] else batch["image"][i])

@@ -25,7 +25,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-MODELS = ["cnn:no-neogen", "cnn:neogen", "pattennet:no-neogen", "pattennet:neogen", "resnet18:no-neogen", "densenet121:no-neogen"]
+# the baselines, the paper's PattenNet with and without NeoGen, the region-pooling variants (beyond the
+# paper, with the same pooling on the plain CNN for a fair row) and the ratio ablation (none, half, 1:1)
+MODELS = ["cnn:no-neogen", "cnn-regions:no-neogen", "pattennet:no-neogen", "pattennet:neogen", "pattennet-regions:no-neogen",
+          "pattennet-regions:neogen=0.5", "pattennet-regions:neogen", "resnet18:no-neogen", "densenet121:no-neogen"]
 BASELINE = "cnn"
 COHORTS = {
     "phantom": ["--difficulty", "0.5"],
@@ -88,14 +91,16 @@ def table(name: str, cv: Path, wall_s: float, commit: str) -> str:
              "| model | pooled AUC [95% CI] | mean +/- SD of folds | DeLong p vs cnn | NeoGen gain (pooled) |", "| --- | --- | --- | --- | --- |"]
     for model, m in sorted(metrics.items(), key=lambda kv: -kv[1]["pooled_auc"]):
         lo, hi = m["pooled_auc_ci95"]
-        base = model[: -len("+neogen")] if model.endswith("+neogen") else None
+        base = model.split("+neogen")[0] if "+neogen" in model else None
         gain = m["pooled_auc"] - metrics[base]["pooled_auc"] if base in metrics else None
         lines.append(f"| {model} | {_f(m['pooled_auc'])} [{_f(lo)}, {_f(hi)}] | {_f(m['mean_auc'])} +/- {_f(m['sd_auc'])} | "
                      f"{'-' if model == baseline else _f(p_vs_baseline(model))} | {_f(gain) if gain is not None else '-'} |")
     if quality:
         det = [q["detectability"]["auc"] for q in quality]
+        decoded = [q.get("detectability_vs_round_trip", {}).get("auc", float("nan")) for q in quality]
         fid = [q["class_fidelity"]["auc"] for q in quality]
-        lines += ["", f"NeoGen over {len(quality)} folds: detectability AUC {_f(sum(det) / len(det))} (target <= 0.70), "
+        lines += ["", f"NeoGen over {len(quality)} folds: detectability AUC {_f(sum(det) / len(det))} (target <= 0.70; "
+                  f"{_f(sum(decoded) / len(decoded))} against the real patches' autoencoder round trips), "
                   f"class fidelity AUC {_f(sum(fid) / len(fid))} (target >= 0.70)."]
     lines += ["", f"Full report: `{cv.relative_to(cv.parents[1]) / 'report.md'}` in the work folder.", ""]
     return "\n".join(lines)

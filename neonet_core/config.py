@@ -106,9 +106,9 @@ class ControlNetConfig:
 
 @dataclass
 class ClsConfig:
-    """NeoCls: PattenNet (frozen AE encoder + dual attention blocks) or a baseline (see neonet_core/neocls)."""
+    """NeoCls: PattenNet (frozen AE encoder + dual attention blocks) or a baseline (see neonet_core/neocls/models.py)."""
 
-    model: str = "pattennet"  # pattennet | densenet121 | resnet18
+    model: str = "pattennet"  # a name in the classifier registry, neonet_core.neocls.models.CLASSIFIERS
     num_dab: int = 1  # dual attention blocks; 0 = no DAB (ablation)
     dab_reduction: int = 8  # query/key channels = C / this
     freeze_encoder: bool = True  # False = fine-tune the AE encoder too (ablation)
@@ -116,6 +116,9 @@ class ClsConfig:
     # preset). Tiny uses 2 (conv_in + first residual block, full resolution): on the phantom, PattenNet
     # on the deepest features of the minutes-trained CPU autoencoder did not fit its training set.
     encoder_blocks: int = 2
+    # "blocks": the output of the first encoder_blocks blocks; "multiscale": the whole frozen encoder,
+    # the last block of every resolution level max-pooled to the deepest grid and concatenated
+    encoder_features: str = "blocks"
     adapter_channels: int = 32  # conv + BatchNorm + ReLU before the DABs (as in DANet); 0 = none
     adapter_layers: int = 1  # such layers at the deepest grid, after the max-pool stages that reach it
     dropout: float = 0.2
@@ -123,7 +126,19 @@ class ClsConfig:
     # lossless (flips, quarter turns, integer shifts, gain/offset), applied alike to real and synthetic patches
     augment: AugmentConfig = field(default_factory=AugmentConfig.lossless)
     tta: bool = True  # predict: average the 8 flip variants, spread = uncertainty
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=100, batch_size=8, lr=1e-3, weight_decay=1e-4))
+    # with synthetic patches in training: swap real majority-class patches for their autoencoder round
+    # trip as often as synthetic (decoded) patches appear in the minority class (neocls/stage.py)
+    round_trip: bool = True
+    # warm-up + cosine decay and the EMA of the weights at the end of the run (no best-epoch pick on a
+    # few validation patients: on the phantom that pick was noise, see README "Quality")
+    train: TrainConfig = field(default_factory=lambda: cls_schedule(epochs=60, lr=3e-3))
+
+
+def cls_schedule(epochs: int, lr: float) -> TrainConfig:
+    """The classifier's training protocol: AdamW, 5 % linear warm-up, cosine decay, weight EMA (0.99
+    per step), the final (EMA) weights published."""
+    return TrainConfig(epochs=epochs, batch_size=8, lr=lr, weight_decay=1e-4, lr_schedule="cosine",
+                       warmup_fraction=0.05, ema_decay=0.99, select="final")
 
 
 @dataclass
@@ -252,7 +267,7 @@ def _paper() -> NeoNetConfig:
         ldm=LDMConfig(channels=(64, 128, 256), attention_levels=(False, True, True), num_res_blocks=2, num_head_channels=32,
                       train=TrainConfig(epochs=500, batch_size=8, lr=1e-4)),
         controlnet=ControlNetConfig(conditioning_channels=(32, 64), train=TrainConfig(epochs=300, batch_size=8, lr=1e-4)),
-        cls=ClsConfig(num_dab=2, encoder_blocks=0, train=TrainConfig(epochs=100, batch_size=8, lr=3e-4, weight_decay=1e-4)),
+        cls=ClsConfig(num_dab=2, encoder_blocks=0, train=cls_schedule(epochs=100, lr=3e-4)),
     )
 
 

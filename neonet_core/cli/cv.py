@@ -13,8 +13,8 @@ def register(subparsers) -> None:
         "cv",
         help="cross-validate classifiers (stratified, patient-grouped folds; NeoGen inside each training fold)",
         description="K-fold cross-validation with folds stratified by label and grouped by patient_id (fixed seed). "
-        "In every fold, everything that learns (NeoGen autoencoder, diffusion model, ControlNet, classifier, best "
-        "epoch, threshold) sees the training fold only; synthetic patches are added to training only; validation is "
+        "In every fold, everything that learns (NeoGen autoencoder, diffusion model, ControlNet, classifier, "
+        "threshold) sees the training fold only; synthetic patches are added to training only; validation is "
         "real cases only. Writes out-of-fold predictions, per-fold and pooled AUC (bootstrap 95% CI), best-fold AUC "
         "(labelled as such), accuracy/sensitivity/specificity, ROC curves, DeLong tests and report.md. Rerun the same "
         "command to resume after an interruption (finished folds are skipped).",
@@ -24,8 +24,9 @@ def register(subparsers) -> None:
     parser.add_argument("--folds", type=int, default=5, help="number of folds (default 5)")
     parser.add_argument(
         "--model", action="append", dest="models", metavar="MODEL",
-        help=f"{' | '.join(classifier_names())}, optionally with :neogen or :no-neogen (repeat to compare models; "
-        "default pattennet). Without a suffix NeoGen balancing is on unless --no-neogen.",
+        help=f"{' | '.join(classifier_names())}, optionally with :neogen, :no-neogen or :neogen=R "
+        "(a share R in [0, 1] of the 1:1 synthetic patches: the ratio ablation); repeat to compare models "
+        "(default pattennet). Without a suffix NeoGen balancing is on unless --no-neogen.",
     )
     parser.add_argument("--no-neogen", action="store_true", help="no synthetic balancing for models without a :neogen suffix")
     parser.add_argument("--config", default="tiny", help="preset (tiny, paper) or JSON config file (default tiny)")

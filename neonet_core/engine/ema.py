@@ -7,18 +7,25 @@ from contextlib import contextmanager
 from torch import nn
 
 
+def ema_decay_at(decay: float, n_averaged: int) -> float:
+    """The decay used for the update after ``n_averaged`` earlier updates: ``decay``, warmed up as
+    ``min(decay, (1 + n) / (10 + n))`` so that a short run is not dominated by its initial weights
+    (with 0.99 and a fixed decay, 36 steps would leave 70 % of the average on the first weights)."""
+    return min(decay, (1.0 + n_averaged) / (10.0 + n_averaged))
+
+
 def build_emas(trainable: dict[str, nn.Module], decay: float) -> dict[str, nn.Module]:
     """An EMA (``AveragedModel``, parameters and buffers) of every network in ``trainable`` with
-    gradients; none when ``decay`` is 0."""
+    gradients, with the warm-up of :func:`ema_decay_at`; none when ``decay`` is 0."""
     if not decay:
         return {}
-    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-
-    ema_update = get_ema_multi_avg_fn(decay)
+    from torch.optim.swa_utils import AveragedModel
 
     def update(averaged, current, n_averaged):
         if averaged[0].is_floating_point() or averaged[0].is_complex():
-            ema_update(averaged, current, n_averaged)
+            weight = 1.0 - ema_decay_at(decay, int(n_averaged))
+            for a, c in zip(averaged, current):
+                a.lerp_(c.to(a.dtype), weight)
         else:  # integer buffers (BatchNorm's num_batches_tracked) follow the live network
             for a, c in zip(averaged, current):
                 a.copy_(c)

@@ -24,7 +24,7 @@ from torch import nn
 from neonet_core.config import AEConfig, ClsConfig
 from neonet_core.errors import NeoNetError
 from neonet_core.neocls.baselines import DenseNet121Classifier, PlainCNN, ResNet18Classifier
-from neonet_core.neocls.pattennet import PattenNet, build_ae_encoder
+from neonet_core.neocls.pattennet import PattenNet, ae_level_taps, build_ae_encoder
 
 
 class UnknownClassifierError(NeoNetError, ValueError):
@@ -52,8 +52,18 @@ class ClassifierSpec:
     description: str = ""
 
 
-def _pattennet(cls_cfg: ClsConfig, ae_cfg: AEConfig, in_channels: int) -> PattenNet:
-    encoder, channels, pool_steps = build_ae_encoder(ae_cfg, cls_cfg.encoder_blocks)
+ENCODER_FEATURES = ("blocks", "multiscale")
+
+
+def _pattennet(cls_cfg: ClsConfig, ae_cfg: AEConfig, in_channels: int, pooling: str = "global") -> PattenNet:
+    if cls_cfg.encoder_features not in ENCODER_FEATURES:
+        raise ValueError(f"ClsConfig.encoder_features must be one of {ENCODER_FEATURES}, not {cls_cfg.encoder_features!r}")
+    taps: list[int] = []
+    if cls_cfg.encoder_features == "multiscale":  # the whole encoder; every level's last block, on the deepest grid
+        encoder, _, pool_steps = build_ae_encoder(ae_cfg, 0)
+        taps, channels = ae_level_taps(ae_cfg)
+    else:
+        encoder, channels, pool_steps = build_ae_encoder(ae_cfg, cls_cfg.encoder_blocks)
     if pool_steps and not cls_cfg.adapter_channels:
         raise ValueError("ClsConfig.adapter_channels must be > 0 when encoder_blocks stops above the deepest level")
     return PattenNet(
@@ -67,11 +77,13 @@ def _pattennet(cls_cfg: ClsConfig, ae_cfg: AEConfig, in_channels: int) -> Patten
         adapter_layers=cls_cfg.adapter_layers if cls_cfg.adapter_channels else 0,
         dropout=cls_cfg.dropout,
         freeze_encoder=cls_cfg.freeze_encoder,
+        taps=taps,
+        pooling=pooling,
     )
 
 
-def _cnn(cls_cfg: ClsConfig, ae_cfg: AEConfig, in_channels: int) -> PlainCNN:
-    return PlainCNN(in_channels=in_channels, dropout=cls_cfg.dropout)
+def _cnn(cls_cfg: ClsConfig, ae_cfg: AEConfig, in_channels: int, **options) -> PlainCNN:
+    return PlainCNN(in_channels=in_channels, dropout=cls_cfg.dropout, **options)
 
 
 def _resnet18(cls_cfg: ClsConfig, ae_cfg: AEConfig, in_channels: int) -> ResNet18Classifier:
@@ -82,9 +94,9 @@ def _densenet121(cls_cfg: ClsConfig, ae_cfg: AEConfig, in_channels: int) -> Dens
     return DenseNet121Classifier(in_channels=in_channels, dropout=cls_cfg.dropout)
 
 
-def _entry(name: str, builder, in_channels: int = 1, **kwargs) -> ClassifierSpec:
-    """An entry whose builder gets the entry's ``in_channels`` (stated once, here)."""
-    return ClassifierSpec(name, partial(builder, in_channels=in_channels), in_channels=in_channels, **kwargs)
+def _entry(name: str, builder, in_channels: int = 1, options: dict | None = None, **kwargs) -> ClassifierSpec:
+    """An entry whose builder gets the entry's ``in_channels`` (stated once, here) and ``options``."""
+    return ClassifierSpec(name, partial(builder, in_channels=in_channels, **(options or {})), in_channels=in_channels, **kwargs)
 
 
 CLASSIFIERS: dict[str, ClassifierSpec] = {spec.name: spec for spec in (
@@ -92,14 +104,19 @@ CLASSIFIERS: dict[str, ClassifierSpec] = {spec.name: spec for spec in (
            description="PattenNet: frozen NeoGen autoencoder encoder + dual attention blocks (the paper's NeoCls)"),
     _entry("pattennet-mask", _pattennet, in_channels=2, needs_autoencoder=True,
            description="PattenNet with the tumour mask pooled onto the encoder features (beyond the paper)"),
+    _entry("pattennet-regions", _pattennet, in_channels=2, options={"pooling": "regions"}, needs_autoencoder=True,
+           description="PattenNet-mask pooling its attention features within the tumour, the peritumoral shell and "
+                       "outside (beyond the paper)"),
     _entry("cnn", _cnn, in_channels=2,
-           description="plain 3D CNN (4 conv blocks, instance norm) on the image and the tumour mask"),
+           description="plain 3D CNN (4 conv blocks, BatchNorm) on the image and the tumour mask"),
+    _entry("cnn-regions", _cnn, in_channels=2, options={"channels": (16, 32, 64), "pooling": "regions"},
+           description="plain 3D CNN, 3 blocks (8^3 last grid, as PattenNet's), pooling within tumour / shell / outside"),
     _entry("cnn-image", _cnn,
-           description="plain 3D CNN (4 conv blocks, instance norm) on the image only"),
+           description="plain 3D CNN (4 conv blocks, BatchNorm) on the image only"),
     _entry("resnet18", _resnet18,
-           description="MONAI 3D ResNet-18 layout, 16-128 channels, no stem stride or max-pool, instance norm"),
+           description="MONAI 3D ResNet-18 layout, 16-128 channels, stride-2 stem without max-pool, BatchNorm"),
     _entry("densenet121", _densenet121,
-           description="MONAI 3D DenseNet, blocks (6, 12, 24), growth 16, no stem max-pool, instance norm"),
+           description="MONAI 3D DenseNet, blocks (6, 12), growth 16, stride-2 stem and max-pool, BatchNorm"),
 )}
 
 

@@ -9,7 +9,8 @@
       -> adapter (:func:`build_adapter`): ``pool_steps`` x [max-pool + conv + BatchNorm + ReLU] down to
          the deepest level's grid, then conv + BatchNorm + ReLU to ``dab_channels`` (as DANet before its attention)
       -> ``num_dab`` x DualAttentionBlock3d
-      -> global average + max pooling (B, 2C) -> dropout -> linear -> logit (B,);  p(PNI) = sigmoid
+      -> global average + max pooling (B, 2C), or (``pooling="regions"``, beyond the paper) average + max
+         within the tumour, the peritumoral shell and outside (B, 6C) -> dropout -> linear -> logit (B,)
 
 Saliency: Grad-CAM (Selvaraju et al. 2017) on the output of the last DAB (on the adapter output when
 ``num_dab == 0``): channel weights = spatial mean of d logit / d features, map = ReLU of the weighted
@@ -28,6 +29,7 @@ from torch import nn
 
 from neonet_core.config import AEConfig
 from neonet_core.neocls.dab import DualAttentionBlock3d
+from neonet_core.neocls.pooling import check_pooling, pool_features, pooled_width
 
 AE_NORM_EPS = 1e-6  # MONAI AutoencoderKL's default; the encoder blocks must match the autoencoder's
 
@@ -81,6 +83,18 @@ def build_ae_encoder(ae_cfg: AEConfig, blocks: int = 0) -> tuple[nn.Sequential, 
     return nn.Sequential(*list(full.blocks)[:depth]), channels, levels - 1 - level
 
 
+def ae_level_taps(ae_cfg: AEConfig) -> tuple[list[int], int]:
+    """The encoder block indices that end each resolution level of the autoencoder ``ae_cfg``
+    describes (the last block before each downsampling, and the last block before the latent
+    projection), and the sum of their channels: the multi-scale features of ``PattenNet(taps=...)``.
+
+    Example: ``ae_level_taps(AEConfig(channels=(8, 16, 32)))`` -> ``([1, 3, 5], 56)``.
+    """
+    plan = ae_encoder_plan(ae_cfg.channels, ae_cfg.num_res_blocks, ae_cfg.with_nonlocal_attn)
+    taps = [max(i for i, (_, lv) in enumerate(plan) if lv == level) for level in range(len(ae_cfg.channels))]
+    return taps, sum(plan[i][0] for i in taps)
+
+
 def build_adapter(channels: int, pool_steps: int, width: int, layers: int) -> nn.Module:
     """Encoder features (B, channels, d, h, w) -> (B, width, d / 2**pool_steps, ...).
 
@@ -123,6 +137,13 @@ class PattenNet(nn.Module):
         adapter_layers: conv + BatchNorm + ReLU layers at the adapter's output grid.
         dropout: dropout before the linear head.
         freeze_encoder: the encoder's weights and normalisation statistics never change.
+        taps: encoder block indices whose outputs are max-pooled to the last tap's grid and
+            concatenated (multi-scale features, :func:`ae_level_taps`); empty = the last block's output.
+            ``encoder_channels`` is then the sum of the tapped channels.
+        pooling: ``"global"`` (average + max over the whole grid) or ``"regions"`` (average + max
+            within the tumour, the peritumoral shell and outside, from the mask in input channel 1:
+            :mod:`neonet_core.neocls.pooling`; needs ``in_channels >= 2``).
+        shell_voxels: width of the peritumoral shell at the patch grid (``"regions"`` pooling).
 
     Shapes: forward (B, in_channels, D, H, W) -> logits (B,). ``cam_layer`` is the module Grad-CAM hooks.
 
@@ -146,15 +167,21 @@ class PattenNet(nn.Module):
         adapter_layers: int = 1,
         dropout: float = 0.2,
         freeze_encoder: bool = True,
+        taps: Sequence[int] = (),
+        pooling: str = "global",
+        shell_voxels: int = 3,
     ):
         super().__init__()
         if in_channels < 1:
             raise ValueError(f"in_channels must be at least 1, got {in_channels}")
+        check_pooling(pooling, in_channels)
         if dab_channels is None and (pool_steps or adapter_layers):
             raise ValueError("PattenNet without an adapter (dab_channels None, e.g. ClsConfig.adapter_channels 0) "
                              "needs the deepest encoder features (ClsConfig.encoder_blocks 0)")
         self.in_channels = in_channels
         self.encoder = encoder
+        self.taps = tuple(taps)
+        self.pooling, self.shell_voxels = pooling, int(shell_voxels)
         self.frozen = freeze_encoder
         if self.frozen:
             self.encoder.requires_grad_(False)
@@ -163,7 +190,7 @@ class PattenNet(nn.Module):
         channels = dab_channels or features
         self.dabs = nn.ModuleList(DualAttentionBlock3d(channels, dab_reduction) for _ in range(num_dab))
         self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(2 * channels, 1)
+        self.head = nn.Linear(pooled_width(channels, pooling), 1)
 
     @property
     def cam_layer(self) -> nn.Module:
@@ -174,7 +201,15 @@ class PattenNet(nn.Module):
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """(B, in_channels, D, H, W) -> encoder features of the image channel (B, C_enc, d, h, w)."""
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
-            return self.encoder(x[:, :1])
+            if not self.taps:
+                return self.encoder(x[:, :1])
+            f, tapped = x[:, :1], []
+            for i, block in enumerate(self.encoder):
+                f = block(f)
+                if i in self.taps:
+                    tapped.append(f)
+            grid = tapped[-1].shape[2:]
+            return torch.cat([F.adaptive_max_pool3d(t, grid) for t in tapped], dim=1)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The adapter's input: encoder features with the extra input channels pooled onto their grid."""
@@ -201,8 +236,7 @@ class PattenNet(nn.Module):
         f = self.adapter(self.features(x))
         for dab in self.dabs:
             f = dab(f)
-        pooled = torch.cat([f.mean(dim=(2, 3, 4)), f.amax(dim=(2, 3, 4))], dim=1)
-        return self.head(self.dropout(pooled)).squeeze(1)
+        return self.head(self.dropout(pool_features(f, x, self.pooling, self.shell_voxels))).squeeze(1)
 
 
 def grad_cam(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -234,4 +268,4 @@ def grad_cam(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
     return logits.detach(), cam / peak[:, None, None, None]
 
 
-__all__ = ["PattenNet", "grad_cam", "build_ae_encoder", "ae_encoder_plan", "build_adapter"]
+__all__ = ["PattenNet", "grad_cam", "build_ae_encoder", "ae_encoder_plan", "ae_level_taps", "build_adapter"]

@@ -1,7 +1,13 @@
 """The classifier as an engine Stage, and the functions that train and apply it.
 
 Loss: binary cross-entropy on the PNI logit, positives weighted by ``n_neg / n_pos`` of the training
-set when ``ClsConfig.balance_loss`` (1 once NeoGen has balanced the classes). Validation score: AUC
+set when ``ClsConfig.balance_loss`` (1 once NeoGen has balanced the classes).
+
+The decoded-look control (``ClsConfig.round_trip``): NeoGen's synthetic patches are all of the
+minority class and all decoded by the autoencoder, so "looks decoded" would predict the label. When
+the training set holds synthetic patches, each real patch of the majority class is swapped, at each
+draw, for its autoencoder round trip with probability n_synthetic / n_real_majority: decoded patches
+then come in both classes as often, and the real patches of both classes stay 1:1 among the rest. Validation score: AUC
 minus 0.001 x loss (ties between epochs go to the lower loss); minus the loss when the validation
 set holds one class only.
 """
@@ -32,15 +38,19 @@ NETWORK = "cls"
 class ClsStage(Stage):
     name = "cls"
 
-    def __init__(self, model: nn.Module, cls_cfg, pos_weight: float = 1.0):
+    def __init__(self, model: nn.Module, cls_cfg, pos_weight: float = 1.0, swap_probability: float = 0.0):
         self.model, self.cfg = model, cls_cfg
         self.pos_weight = float(pos_weight)
+        self.swap_probability = float(swap_probability)
 
     def networks(self):
         return {NETWORK: self.model}
 
     def training_step(self, nets, batch, step):
         x, y = batch["image"], batch["label"].float()
+        if self.swap_probability and "alternate" in batch:
+            swap = batch["swappable"] & (torch.rand(len(x), device=x.device) < self.swap_probability)
+            x = torch.where(swap[:, None, None, None, None], batch["alternate"], x)
         x = augment_batch(x, self.cfg.augment, intensity_channels=[0])  # channel 1, if any, is the tumour mask
         logits = nets[NETWORK](x).float()
         weight = torch.tensor(self.pos_weight, device=logits.device)
@@ -90,11 +100,28 @@ def train_classifier(train: PatchSet, val: PatchSet | None, cfg: NeoNetConfig, r
                 model.load_encoder(autoencoder)
             elif cfg.cls.freeze_encoder:
                 raise ValueError(f"{spec.name} with a frozen encoder needs the trained NeoGen autoencoder")
-        return ClsStage(model, cfg.cls, pos_weight)
+        return ClsStage(model, cfg.cls, pos_weight, swap)
 
+    dataset, swap = _training_dataset(train, spec.in_channels, autoencoder if cfg.cls.round_trip else None)
     val_set = PatchDataset(val, spec.in_channels) if val is not None and len(val) else None
-    stage, result = fit_stage(build, PatchDataset(train, spec.in_channels), val_set, cfg.cls.train, run_dir, device, resume)
+    stage, result = fit_stage(build, dataset, val_set, cfg.cls.train, run_dir, device, resume)
     return stage.model.eval(), result
+
+
+def _training_dataset(train: PatchSet, in_channels: int, autoencoder: nn.Module | None) -> tuple[PatchDataset, float]:
+    """The training items and the swap probability of the decoded-look control (module docstring);
+    (plain dataset, 0) without synthetic patches or without an autoencoder."""
+    n_synthetic = int(train.synthetic.sum())
+    if autoencoder is None or not n_synthetic:
+        return PatchDataset(train, in_channels), 0.0
+    from neonet_core.neogen.autoencoder import round_trip
+
+    real = ~train.synthetic
+    minority = int(np.bincount(train.labels[train.synthetic].astype(int), minlength=2).argmax())
+    swappable = real & (train.labels != minority)
+    alternates = np.array(train.images, dtype=np.float32, copy=True)
+    alternates[swappable] = round_trip(autoencoder, train.images[swappable])
+    return PatchDataset(train, in_channels, alternates, swappable), min(1.0, n_synthetic / max(int(swappable.sum()), 1))
 
 
 @torch.no_grad()

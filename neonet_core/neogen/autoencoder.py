@@ -65,3 +65,22 @@ def encode_features(ae: AutoencoderKL, x: torch.Tensor) -> torch.Tensor:
 def decode_latents(ae: AutoencoderKL, z: torch.Tensor) -> torch.Tensor:
     """Latents (B, C, d, h, w) (unscaled) -> images (B, 1, D, H, W) clipped to the patch range [0, 1]."""
     return ae.decode(z).clamp(0.0, 1.0)
+
+
+@torch.no_grad()
+def round_trip(ae: AutoencoderKL, images, batch_size: int = 16):
+    """Patches (N, D, H, W) in [0, 1] through the autoencoder: encode (latent mean), decode, clip.
+
+    Returns a float32 numpy array of the same shape: what a real patch looks like after the
+    autoencoder, as every synthetic patch does (the classifier's "decoded look" control).
+    """
+    import numpy as np
+
+    ae = ae.eval()
+    device = next(ae.parameters()).device
+    out = np.empty(np.shape(images), dtype=np.float32)
+    for start in range(0, len(images), batch_size):
+        x = torch.as_tensor(np.asarray(images[start : start + batch_size], dtype=np.float32))[:, None].to(device)
+        z_mu, _ = ae.encode(x)
+        out[start : start + batch_size] = decode_latents(ae, z_mu)[:, 0].float().cpu().numpy()
+    return out

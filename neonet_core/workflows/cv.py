@@ -5,8 +5,9 @@ For each fold k (stratified by label, grouped by patient, fixed seed; :mod:`neon
 1. The fold's training cases are split once into inner-training and inner-validation patients
    (``fold_k/splits.json``). Every stage that learns validates on those same patients: the NeoGen
    autoencoder, LDM and ControlNet (``fold_k/neogen``, a bundle) train on the inner-training
-   patches; the classifier trains on them (+ synthetic patches for ``+neogen`` variants); the
-   inner-validation patients select the weights and the Youden threshold. The fold's validation
+   patches; the classifier trains on them (+ synthetic patches for ``+neogen`` variants) and
+   publishes its final (EMA) weights; the inner-validation patients give its learning curve and
+   the Youden threshold (best-epoch selection only when the config asks for it). The fold's validation
    cases (real only, never seen before) are predicted once: ``fold_k/<model>/result.json``.
 2. NeoGen balances the inner-training patches 1:1 with synthetic patches conditioned on
    inner-training minority cases only (``fold_k/synthetic.npz``); their detectability and class
@@ -29,6 +30,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 
 from neonet_core.config import NeoNetConfig, resolve_config
 from neonet_core.device import resolve_device
@@ -47,35 +49,54 @@ RESULT = "result.json"
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A model to cross-validate: the classifier and whether NeoGen balances its training folds."""
+    """A model to cross-validate: the classifier and how much of the 1:1 NeoGen balancing its
+    training folds get (``synthetic``: 0 = none, 1 = 1:1, 0.5 = half of those synthetic patches)."""
 
     model: str
-    neogen: bool
+    synthetic: float = 0.0
+
+    @property
+    def neogen(self) -> bool:
+        return self.synthetic > 0
 
     @property
     def name(self) -> str:
-        return f"{self.model}+neogen" if self.neogen else self.model
+        if not self.neogen:
+            return self.model
+        return f"{self.model}+neogen" if self.synthetic == 1 else f"{self.model}+neogen{self.synthetic:g}"
 
 
 def parse_models(names, neogen: bool = True) -> list[ModelSpec]:
-    """``MODEL`` (NeoGen as ``neogen`` says), ``MODEL:neogen`` or ``MODEL:no-neogen``, or a result
-    name ``MODEL+neogen``. Duplicates are dropped."""
+    """``MODEL`` (NeoGen as ``neogen`` says), ``MODEL:neogen``, ``MODEL:no-neogen``, ``MODEL:neogen=R``
+    (a share R in (0, 1] of the 1:1 synthetic patches: the ratio ablation), or a result name
+    ``MODEL+neogen``. Duplicates are dropped."""
     specs: list[ModelSpec] = []
     for raw in names or ["pattennet"]:
         name, _, flag = raw.partition(":")
-        use = neogen
+        share = 1.0 if neogen else 0.0
         if name.endswith("+neogen"):
-            name, use = name[: -len("+neogen")], True
+            name, share = name[: -len("+neogen")], 1.0
         if flag:
-            if flag not in ("neogen", "no-neogen"):
-                raise NeoNetError(f"--model {raw}: the suffix must be ':neogen' or ':no-neogen'")
-            use = flag == "neogen"
+            share = _synthetic_share(raw, flag)
         if name not in CLASSIFIERS:
             raise NeoNetError(f"--model {raw}: unknown model {name!r}; choose one of {', '.join(CLASSIFIERS)}")
-        spec = ModelSpec(name, use)
+        spec = ModelSpec(name, share)
         if spec not in specs:
             specs.append(spec)
     return specs
+
+
+def _synthetic_share(raw: str, flag: str) -> float:
+    if flag in ("neogen", "no-neogen"):
+        return float(flag == "neogen")
+    key, _, value = flag.partition("=")
+    try:
+        share = float(value) if key == "neogen" else float("nan")
+    except ValueError:
+        share = float("nan")
+    if not 0.0 <= share <= 1.0:  # NaN fails too
+        raise NeoNetError(f"--model {raw}: the suffix must be ':neogen', ':no-neogen' or ':neogen=R' with R in [0, 1]")
+    return share
 
 
 def prepare(manifest, out_dir, n_folds: int = 5, config="tiny", seed: int = 0) -> tuple[NeoNetConfig, list, dict[str, int]]:
@@ -139,7 +160,7 @@ def run_fold(k: int, cfg: NeoNetConfig, cases, folds, patches: PatchSet, specs, 
         scfg = NeoNetConfig.from_dict(cfg.to_dict())
         scfg.cls.model = spec.model
         channels = get_classifier(spec.model).in_channels
-        fit_set = train + synthetic if spec.neogen else train
+        fit_set = train + synthetic.take(np.arange(round(spec.synthetic * len(synthetic))))
         t0 = time.perf_counter()
         model, fit = fit_classifier(fit_set, inner_val_patches, scfg, bundle_dir, model_dir / "run", device,
                                     resume=(model_dir / "run" / "checkpoint.pt").exists())
@@ -152,6 +173,7 @@ def run_fold(k: int, cfg: NeoNetConfig, cases, folds, patches: PatchSet, specs, 
             "model": spec.name,
             "classifier": spec.model,
             "neogen": spec.neogen,
+            "synthetic_share": spec.synthetic,
             "seed": cfg.seed,
             "threshold": threshold,
             "threshold_source": "Youden on this fold's inner validation (training patients only)",

@@ -2,7 +2,9 @@
 
 * **Detectability**: the cross-validated AUC of a simple real-vs-synthetic classifier, real and
   synthetic patches of the same class (target <= 0.70; 0.5 = indistinguishable). A high value means
-  "looks synthetic" is a shortcut the classifier can learn instead of PNI.
+  "looks synthetic" is a shortcut the classifier can learn instead of PNI. Also measured against
+  the real patches' autoencoder round trips (``detectability_vs_round_trip``): what is left beyond
+  the decoded look, which the classifier's round-trip control (:mod:`neonet_core.neocls.stage`) neutralises.
 * **Class fidelity**: a classifier trained on real patches only ranks synthetic PNI+ above synthetic
   PNI- (target >= 0.70). Balancing makes only minority-class patches, so a few majority-class
   patches are generated for this check alone (never trained on).
@@ -28,6 +30,7 @@ def neogen_quality(bundle_dir, train: PatchSet, synthetic: PatchSet, seed: int, 
     """Detectability and class fidelity of ``synthetic`` against the real patches of ``train``;
     writes ``out_dir/neogen_quality.json`` and ``out_dir/gallery.png`` (reused when present)."""
     from neonet_core.manifest import Case
+    from neonet_core.neogen.autoencoder import round_trip
     from neonet_core.neogen.fidelity import class_fidelity, detectability
     from neonet_core.neogen.gallery import write_gallery
     from neonet_core.neogen.generate import plan_synthetic, synthesise
@@ -43,13 +46,16 @@ def neogen_quality(bundle_dir, train: PatchSet, synthetic: PatchSet, seed: int, 
     majority = 1 - minority
     sources = [Case(c, None, None, None, majority, p) for c, p, y in zip(real.case_ids, real.patient_ids, real.labels) if y == majority]
     plans = plan_synthetic(sources, min(n_check, len(sources)), seed + 1)
-    check = synthesise(load_neogen(bundle_dir, device), real, plans, majority, seed + 1, prefix="check")
+    models = load_neogen(bundle_dir, device)
+    check = synthesise(models, real, plans, majority, seed + 1, prefix="check")
     same_class = real.take(np.flatnonzero(real.labels == minority))
     det = detectability(same_class.images, synthetic.images, seed, real_masks=same_class.tumour, synthetic_masks=synthetic.tumour)
+    det_decoded = detectability(round_trip(models.ae, same_class.images), synthetic.images, seed,
+                                real_masks=same_class.tumour, synthetic_masks=synthetic.tumour)
     both = synthetic + check
     fid = class_fidelity(real.images, real.labels, both.images, both.labels, seed, real_masks=real.tumour, synthetic_masks=both.tumour)
     write_gallery(Path(out_dir) / "gallery.png", real.images, real.tumour, both.images, both.tumour, real.labels, both.labels, n=8)
-    out = {"detectability": det, "class_fidelity": fid, "fidelity_check_patches": len(check)}
+    out = {"detectability": det, "detectability_vs_round_trip": det_decoded, "class_fidelity": fid, "fidelity_check_patches": len(check)}
     write_text_atomic(path, json.dumps(out, indent=2, default=_json_default) + "\n")
     return json.loads(path.read_text(encoding="utf-8"))
 

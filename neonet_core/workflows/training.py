@@ -104,7 +104,8 @@ def fit_classifier(train: PatchSet, val: PatchSet, cfg: NeoNetConfig, bundle_dir
     from neonet_core.neogen.loaders import load_autoencoder
 
     check_patch_leakage(train, val)
-    ae = load_autoencoder(load_bundle(bundle_dir))[0] if get_classifier(cfg.cls.model).needs_autoencoder else None
+    need_ae = get_classifier(cfg.cls.model).needs_autoencoder or (cfg.cls.round_trip and train.synthetic.any())
+    ae = load_autoencoder(load_bundle(bundle_dir))[0] if need_ae else None
     return train_classifier(train, val, cfg, run_dir, device, autoencoder=ae, resume=resume)
 
 
