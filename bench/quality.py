@@ -61,8 +61,12 @@ def run_cohort(name: str, args) -> Path:
     common = ["cv", "--manifest", str(manifest), "--out", str(cv), "--folds", str(args.folds), "--config", args.config,
               "--seed", str(args.seed), "--device", "cpu", *models]
     threads = max(1, args.threads // args.jobs)
-    if not (cv / "cv_plan.json").exists():  # one job writes the plan and the patch cache before the others start
-        neonet(*common, "--fold", "0", threads=args.threads, log=work / "fold_0.log")
+    if not (cv / "cv_plan.json").exists():  # the plan and the patch cache, written once before the fold jobs start
+        from neonet_core.patches import cohort_patches
+        from neonet_core.workflows.cv import prepare
+
+        cfg, cases, _ = prepare(manifest, cv, args.folds, args.config, args.seed)
+        cohort_patches(cases, cfg, cv)
     with ThreadPoolExecutor(args.jobs) as pool:
         list(pool.map(lambda k: neonet(*common, "--fold", str(k), threads=threads, log=work / f"fold_{k}.log"), range(args.folds)))
     neonet("cv", "--report", str(cv), log=work / "report.log")
