@@ -254,24 +254,27 @@ def cls_bundle(tmp_path_factory) -> Path:
 
 
 def _edited_bundle(source: Path, target: Path, edit) -> Path:
+    """A copy of ``source`` whose bundle.json is edited by hand, its content hash fixed as an attacker could."""
+    from neonet_core.bundle_schema import info_hash
+
     shutil.copytree(source, target)
     info = json.loads((target / "bundle.json").read_text())
     edit(info)
+    info["info_sha256"] = info_hash(info)
     (target / "bundle.json").write_text(json.dumps(info))
     return target
 
 
 @pytest.mark.parametrize("edit, words", [
     (lambda i: i["networks"]["cls"]["config"]["cls"].__setitem__("model", "resnet999"), "unknown classifier 'resnet999'"),
-    (lambda i: i["networks"]["cls"].__setitem__("config", "oops"), "cannot build it"),
+    (lambda i: i["networks"]["cls"].__setitem__("config", "oops"), "'networks.cls.config': must be a JSON object"),
     (lambda i: i["networks"]["cls"]["config"]["cls"].__setitem__("no_such_option", 1), "no_such_option"),
 ])
 def test_a_config_that_cannot_build_its_network_is_a_bundle_error(cls_bundle, tmp_path, edit, words):
     from neonet_core.neocls.stage import build_from_network_config
 
-    bundle = load_bundle(_edited_bundle(cls_bundle, tmp_path / "edited", edit))
-    with pytest.raises(BundleError, match=words) as err:
-        bundle.build("cls", build_from_network_config)
+    with pytest.raises(BundleError, match=words) as err:  # refused when bundle.json is loaded, or when the network is built
+        load_bundle(_edited_bundle(cls_bundle, tmp_path / "edited", edit)).build("cls", build_from_network_config)
     one_line_naming(err.value, tmp_path / "edited" / "bundle.json")
 
 

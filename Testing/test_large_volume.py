@@ -1,6 +1,7 @@
 """Large volumes within bounded memory: a 512x512x300 int16 MRI goes read -> NeoSeg localise -> TLCR crop
 -> normalise (the path ``neonet predict`` takes before the classifier) with a peak resident memory under
-2 GB on CPU, the volume is never converted to float at full size, and the crop lands on the tumour.
+2 GB on CPU, the volume is never converted to float at full size, and the crop lands on the tumour; a
+NeoSeg result too large to be a tumour is refused, also under 2 GB.
 
 The pipeline runs in a fresh subprocess that reports its own peak resident set size (VmHWM, Python,
 torch and MONAI included). Time is never asserted (see bench/bench_large_volume.py for timings).
@@ -54,6 +55,7 @@ def child(image_path: str, level: float = 0.75) -> dict:
     from torch import nn
 
     from neonet_core.config import get_preset
+    from neonet_core.errors import ImplausibleTumourError
     from neonet_core.io import read_volume
     from neonet_core.neoseg import Segmenter, localise
     from neonet_core.normalize import normalise_from_config
@@ -67,11 +69,13 @@ def child(image_path: str, level: float = 0.75) -> dict:
         net.bias.copy_(torch.tensor([0.0, -20.0 * level]))
     segmenter = Segmenter(net, cfg.seg, percentiles=(0.5, 99.99))  # the 11 ml tumour -> 1, the body -> ~0.45
     image = read_volume(image_path)
-    tumour, source = localise(image, None, segmenter)
+    try:
+        tumour, source = localise(image, None, segmenter)
+    except ImplausibleTumourError as err:
+        return {"peak_mb": _peak_mb(), "refused": str(err)}
     crop = tlcr_from_config(image, tumour, None, cfg)
     patch = normalise_from_config(crop.image_patch, cfg)
-    with open("/proc/self/status") as f:
-        peak = next(int(line.split()[1]) / 1024.0 for line in f if line.startswith("VmHWM:"))
+    peak = _peak_mb()
     return {
         "peak_mb": peak,
         "dtype": str(image.array.dtype),
@@ -82,6 +86,11 @@ def child(image_path: str, level: float = 0.75) -> dict:
         "patch_dtype": str(patch.array.dtype),
         "patch_range": [float(patch.array.min()), float(patch.array.max())],
     }
+
+
+def _peak_mb() -> float:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) / 1024.0 for line in f if line.startswith("VmHWM:"))
 
 
 @pytest.fixture(scope="module")
@@ -113,10 +122,10 @@ def test_512x512x300_int16_stays_under_2_gb(large_file):
     assert 0.0 <= result["patch_range"][0] < result["patch_range"][1] <= 1.0
 
 
-def test_a_component_filling_the_body_still_stays_under_2_gb(large_file):
-    """Worst case: NeoSeg calls the whole body tumour (~47 million voxels); fine refinement,
-    component selection and the TLCR crop must not make full-size int64/float64 temporaries."""
+def test_a_component_filling_the_body_is_refused_as_implausible_under_2_gb(large_file):
+    """Worst case: NeoSeg calls the whole body tumour (~28 litres): refused on the coarse grid with a clear
+    message (issue 12 item 12), before any full-size refinement, so the peak stays far under the bound."""
     result = run_child(large_file, 0.2)
     assert result["peak_mb"] < LIMIT_MB, result
-    assert result["tumour_voxels"] > 40_000_000
-    assert result["patch_shape"] == [32, 32, 32]
+    assert "NeoSeg's tumour is implausible" in result["refused"] and "mL, more than 2,000 mL" in result["refused"], result
+    assert str(large_file) in result["refused"]

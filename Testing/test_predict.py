@@ -63,7 +63,7 @@ def test_predict_case_on_real_mri(bundle):
     points = image.index_to_physical(np.stack([i, j, k], 1).astype(float))
     local = (points - np.asarray(p.roi.center)) @ p.roi.axes
     assert np.all(np.abs(local) <= np.asarray(p.roi.size_mm) / 2 + max(image.spacing))
-    assert set(p.timings) >= {"load", "localise", "crop", "classify", "attention", "map_back", "total"}
+    assert set(p.timings) >= {"load", "localise", "crop", "classify", "attention", "total"}
     # TTA off: same model, no spread; the predictor is cached
     q = predict_case(image, mask, bundle, device="cpu", tta=False)
     assert q.uncertainty == 0.0

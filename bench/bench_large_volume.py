@@ -12,8 +12,9 @@ Each measurement runs in a fresh subprocess; memory is the process's peak reside
 that peak minus the resident size just before the measured call (libraries and network loaded).
 
 NeoSeg network: ``--bundle B``, else a tiny NeoSeg bundle trained here in a temp folder on a few
-small cases of the same kind (about a minute on 2 cores). If it finds no tumour the crop is cut
-around the known tumour mask instead and the row says so.
+small cases of the same kind (about a minute on 2 cores). If it finds no tumour, or a "tumour" too
+large to be one (refused on the coarse grid as implausible, issue 12 item 12), the crop is cut around
+the known tumour mask instead and the row says so.
 
     .venv/bin/python bench/bench_large_volume.py [--sizes small medium large] [--bundle B] [--threads 2]
 """
@@ -121,7 +122,7 @@ def measure_pipeline(image_path: str, mask_path: str, bundle: str, threads: int)
     import torch
 
     from neonet_core.config import get_preset
-    from neonet_core.errors import NoTumourFoundError
+    from neonet_core.errors import ImplausibleTumourError, NoTumourFoundError
     from neonet_core.io import read_volume
     from neonet_core.neoseg import load_segmenter, localise
     from neonet_core.normalize import normalise_from_config
@@ -138,11 +139,16 @@ def measure_pipeline(image_path: str, mask_path: str, bundle: str, threads: int)
         tumour, source = localise(image, None, segmenter)
     except NoTumourFoundError:
         tumour, source = read_volume(mask_path), "given (NeoSeg found none)"
+    except ImplausibleTumourError as err:
+        reason = str(err).split("implausible (", 1)[-1].split("):", 1)[0]
+        tumour, source = read_volume(mask_path), f"given (NeoSeg's was refused as implausible: {reason})"
     t_loc = time.perf_counter() - t0 - t_read
+    peak_localise = status_mb("VmHWM")
     crop = tlcr_from_config(image, tumour, None, cfg)
     patch = normalise_from_config(crop.image_patch, cfg)
     seconds = time.perf_counter() - t0
     return {"seconds": seconds, "read_s": t_read, "localise_s": t_loc, "peak_mb": status_mb("VmHWM"), "start_mb": start,
+            "peak_localise_mb": peak_localise,
             "dtype": str(image.array.dtype), "tumour_source": source, "patch": list(patch.array.shape),
             "patch_dtype": str(patch.array.dtype),
             "tumour_ml": float(np.count_nonzero(tumour.array)) * float(np.prod(image.spacing)) / 1000.0}
@@ -206,7 +212,8 @@ def main() -> int:
             row(f"{label}: seconds", ours["seconds"], ref["seconds"], "s")
             ok = "under" if ours["peak_mb"] < args.limit_mb else "OVER"
             true_ml = 4 / 3 * np.pi * TUMOUR_RADIUS_MM**3 / 1000.0
-            print(f"    tumour from {ours['tumour_source']}: {ours['tumour_ml']:.1f} ml (true {true_ml:.1f} ml); read {ours['read_s']:.1f} s, localise {ours['localise_s']:.1f} s; "
+            print(f"    tumour from {ours['tumour_source']}: {ours['tumour_ml']:.1f} ml (true {true_ml:.1f} ml); read {ours['read_s']:.1f} s, "
+                  f"localise {ours['localise_s']:.1f} s (peak after localise {ours['peak_localise_mb']:.0f} MB); "
                   f"volume kept as {ours['dtype']}; patch {ours['patch']} {ours['patch_dtype']}; "
                   f"peak {ours['peak_mb']:.0f} MB is {ok} the {args.limit_mb:.0f} MB bound", flush=True)
             image_path.unlink()

@@ -1,7 +1,7 @@
 """Work over the cases of a cohort: one status row per case, and a failing case never stops the others.
 
-Used by ``neonet predict --manifest`` and ``neonet crop``; :func:`safe_case_name` names each case's
-output folder or files.
+Used by ``neonet predict --manifest`` and ``neonet crop``; :func:`case_folder_names` names each case's
+output folder or files, refusing two case ids that would share one.
 """
 
 from __future__ import annotations
@@ -15,6 +15,22 @@ def safe_case_name(case_id: str) -> str:
     """``case_id`` as a file or folder name: each run of characters other than ``A-Za-z0-9._-``
     becomes ``_``, outer dots go; ``"case"`` when nothing is left."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", case_id).strip(".") or "case"
+
+
+def case_folder_names(case_ids, manifest) -> dict[str, str]:
+    """``{case_id: safe_case_name(case_id)}``; :class:`InputError` naming ``manifest`` when two case ids
+    give the same name (compared ignoring case, as macOS and Windows file systems do)."""
+    from neonet_core.errors import InputError
+
+    names, seen = {}, {}
+    for case_id in case_ids:
+        name = safe_case_name(case_id)
+        other = seen.setdefault(name.lower(), case_id)
+        if other != case_id:
+            raise InputError(manifest, f"case ids {other!r} and {case_id!r} both become the output folder name {name!r} "
+                                       "(characters other than A-Za-z0-9._- become '_', case is ignored); make them differ")
+        names[case_id] = name
+    return names
 
 
 def one_line(err: BaseException) -> str:

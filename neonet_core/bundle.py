@@ -6,18 +6,20 @@ Layout::
                          preprocessing, class names, decision threshold, cohort summary, metrics
     <network>.safetensors  one weight file per network (e.g. seg, ae, ldm, controlnet, cls)
 
-Loading checks the format version and that every weight file is there; a network's SHA-256 is
-verified when its weights are first read (:meth:`Bundle.verify` checks them all). Never unpickles:
-weights are safetensors only. Writing is atomic per file, and ``bundle.json`` is
-written last, so a bundle interrupted mid-write never claims a weight file it does not hold.
+Loading validates ``bundle.json`` (:mod:`neonet_core.bundle_schema`: types, ranges, finite numbers,
+its own content hash) and checks that every weight file is there; a network's SHA-256 is verified
+when its weights are first read (:meth:`Bundle.verify` checks them all), after its config's
+parameter shapes were checked against the file on the meta device. Never unpickles: weights are
+safetensors only. A ``.zip`` is extracted once into a cache (:mod:`neonet_core.bundle_zip`).
+Writing is atomic per file, and ``bundle.json`` is written last, so a bundle interrupted
+mid-write never claims a weight file it does not hold.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import shutil
-import tempfile
+import math
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,8 +30,10 @@ from torch import nn
 
 from neonet_core import __version__
 from neonet_core.distributed import barrier, is_main_process
+from neonet_core.bundle_schema import HASH_FIELD, check_weight_shapes, info_hash, parse_bundle_json, validate_info
 from neonet_core.errors import BundleError
 from neonet_core.fileio import atomic_path, write_text_atomic
+from neonet_core.io_checks import input_problem
 
 FORMAT = "neonet-bundle"
 FORMAT_VERSION = 1
@@ -94,17 +98,22 @@ class Bundle:
         """``builder(network_config)`` with the stored weights loaded (eval mode).
 
         A config the builder refuses (unknown architecture, unknown option, missing section) is a
-        :class:`BundleError` naming the bundle.json, not a bare ValueError/KeyError.
+        :class:`BundleError` naming the bundle.json, not a bare ValueError/KeyError. The network is
+        first built on the meta device (no memory) and its parameter shapes are checked against the
+        weight file's header, so an absurd config never allocates.
         """
         config = self.network_config(network)
-        if not isinstance(config, dict):
-            raise BundleError(self.path / MANIFEST, f"the config of network {network!r} cannot build it (not a JSON object: {config!r:.60})")
+        with torch.device("meta"):
+            shapes = {k: tuple(v.shape) for k, v in self._run_builder(network, builder, config).state_dict().items()}
+        check_weight_shapes(shapes, self.path / self._entry(network)["file"], network, self.path / MANIFEST)
+        return self.load_into(network, self._run_builder(network, builder, config))
+
+    def _run_builder(self, network: str, builder, config) -> nn.Module:
         try:
-            module = builder(config)
-        except (ValueError, KeyError, TypeError, AttributeError) as err:
+            return builder(config)
+        except (ValueError, KeyError, TypeError, AttributeError, IndexError, RuntimeError) as err:
             problem = f"missing {err}" if isinstance(err, KeyError) else " ".join(str(err).split())
-            raise BundleError(self.path / MANIFEST, f"the config of network {network!r} cannot build it ({problem})") from None
-        return self.load_into(network, module)
+            raise BundleError(self.path / MANIFEST, f"the config of network {network!r} cannot build it ({problem[:200]})") from None
 
     def _entry(self, network: str) -> dict[str, Any]:
         if network not in self.networks:
@@ -114,37 +123,29 @@ class Bundle:
 
 
 def load_bundle(path: str | Path) -> Bundle:
-    """Open a bundle folder or .zip: check the format version and that every weight file exists.
+    """Open a bundle folder or .zip: validate ``bundle.json`` and check that every weight file exists.
 
     Hashes are checked when a network's weights are read (:meth:`Bundle.verify` checks all). Raises BundleError.
     """
+    from neonet_core.bundle_zip import extract_bundle_zip
+
     path = Path(path)
-    if not path.exists():
-        raise BundleError(path, "no such bundle (folder or .zip)")
+    problem = input_problem(path, "bundle", folder_ok=True)
+    if problem:
+        raise BundleError(path, "no such bundle (folder or .zip)" if problem == "bundle not found" else problem)
     if path.is_file():
         if not zipfile.is_zipfile(path):
             raise BundleError(path, "not a bundle folder or a .zip of one")
-        path = _extract_zip(path)
+        path = extract_bundle_zip(path)
     manifest = path / MANIFEST
-    if not manifest.is_file():
-        raise BundleError(path, f"not a NeoNet bundle: no {MANIFEST}")
-    try:
-        info = json.loads(manifest.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise BundleError(manifest, f"is not valid JSON ({err})") from None
-    if not isinstance(info, dict) or info.get("format") != FORMAT:
-        raise BundleError(manifest, f"is not a {FORMAT} manifest")
-    if info.get("format_version") != FORMAT_VERSION:
-        raise BundleError(manifest, f"unknown format version {info.get('format_version')!r} (this NeoNet reads {FORMAT_VERSION})")
+    problem = input_problem(manifest, MANIFEST)
+    if problem:
+        raise BundleError(path, f"not a NeoNet bundle: no {MANIFEST}" if problem.endswith("not found") else f"{MANIFEST} {problem}")
+    info = validate_info(parse_bundle_json(manifest), manifest, FORMAT, FORMAT_VERSION)
     for name, entry in info.get("networks", {}).items():
-        for key in ("file", "sha256", "config"):
-            if key not in entry:
-                raise BundleError(manifest, f"network {name!r} misses {key!r}")
-        file = path / entry["file"]
-        if Path(entry["file"]).name != entry["file"] or not entry["file"].endswith(".safetensors"):
-            raise BundleError(manifest, f"network {name!r} names a weight file that is not a local .safetensors: {entry['file']!r}")
-        if not file.is_file():
-            raise BundleError(file, f"weight file of network {name!r} is missing")
+        problem = input_problem(path / entry["file"], "weight")
+        if problem:
+            raise BundleError(path / entry["file"], f"weight file of network {name!r} is missing" if problem.endswith("not found") else problem)
     return Bundle(path, info)
 
 
@@ -187,9 +188,23 @@ def write_bundle_info(bundle_dir: str | Path, info: dict[str, Any]) -> Path:
     """
     path = Path(bundle_dir) / MANIFEST
     if is_main_process():
-        write_text_atomic(path, json.dumps(info, indent=2, sort_keys=True, default=float) + "\n")
+        clean = json.loads(json.dumps({k: v for k, v in info.items() if k != HASH_FIELD}, default=float))
+        validate_info(clean, path, FORMAT, None)  # never write fields that would not load
+        clean = _null_non_finite(clean)  # NaN metrics are not JSON
+        info[HASH_FIELD] = clean[HASH_FIELD] = info_hash(clean)
+        write_text_atomic(path, json.dumps(clean, indent=2, sort_keys=True, allow_nan=False) + "\n")
     barrier()
     return path
+
+
+def _null_non_finite(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _null_non_finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_null_non_finite(v) for v in value]
+    return value
 
 
 def read_or_new_bundle_info(bundle_dir: str | Path, config: dict[str, Any]) -> dict[str, Any]:
@@ -230,22 +245,3 @@ def zip_bundle(bundle_dir: str | Path, zip_path: str | Path) -> Path:
             for entry in bundle.networks.values():
                 zf.write(bundle.path / entry["file"], entry["file"])
     return Path(zip_path)
-
-
-def _extract_zip(zip_path: Path) -> Path:
-    """Extract a bundle .zip (flat members only) into a private temporary folder."""
-    target = Path(tempfile.mkdtemp(prefix="neonet-bundle-"))
-    try:
-        with zipfile.ZipFile(zip_path) as zf:
-            for member in zf.infolist():
-                name = member.filename
-                if member.is_dir() or Path(name).name != name or name.startswith("."):
-                    raise BundleError(zip_path, f"unexpected member {name!r} (a bundle .zip holds flat files only)")
-                zf.extract(member, target)
-    except zipfile.BadZipFile as err:
-        shutil.rmtree(target, ignore_errors=True)
-        raise BundleError(zip_path, f"corrupt zip ({err})") from None
-    except BundleError:
-        shutil.rmtree(target, ignore_errors=True)
-        raise
-    return target

@@ -18,6 +18,10 @@ class InputError(NeoNetError):
         super().__init__(problem if path is None else f"{path}: {problem}")
 
 
+class DiskFullError(InputError):
+    """No space left where an output was being written; nothing of it was kept."""
+
+
 class ManifestError(NeoNetError):
     """A cohort manifest problem; ``problems`` lists every (case_id, file, problem) found."""
 
@@ -42,3 +46,7 @@ class BundleError(NeoNetError):
 
 class NoTumourFoundError(NeoNetError):
     """A tumour mask is empty (user's) or NeoSeg found no tumour: never a silent centre crop."""
+
+
+class ImplausibleTumourError(NeoNetError):
+    """NeoSeg's tumour is too large to be a tumour (volume, extent or share of the body)."""

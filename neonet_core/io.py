@@ -8,14 +8,18 @@ live in :mod:`neonet_core.io_checks`, DICOM series in :mod:`neonet_core.io_dicom
 
 from __future__ import annotations
 
+import errno
+import os
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
 
 from neonet_core.errors import InputError
 from neonet_core.fileio import atomic_path
-from neonet_core.io_checks import as_label_array, check_geometry, check_nifti_file, count_non_finite, itk_problem
+from neonet_core.io_checks import (as_label_array, check_geometry, check_input, check_nifti_file, count_non_finite, itk_output,
+                                   itk_problem, warn_itk)
 from neonet_core.io_dicom import read_dicom_folder
 from neonet_core.volume import Volume
 
@@ -29,14 +33,12 @@ def read_volume(path: str | Path) -> Volume:
     """Read one single-channel 3D volume from a file or a DICOM series folder.
 
     A ``.seg.nrrd`` is read with :func:`read_segmentation` (a labelmap). A folder holding several
-    DICOM series gives the series with most files; the others are listed in
-    ``metadata["dicom_other_series"]``. Raises :class:`InputError` for a missing, damaged or
-    truncated file, an image that is not 3D or has several components per voxel, invalid spacing,
-    and NaN/Inf voxels.
+    DICOM series gives the series with most files, with a warning naming it and the others (also
+    in ``metadata["dicom_other_series"]``). Raises :class:`InputError` for a missing, damaged or
+    truncated file, anything but a regular file or a folder (a FIFO would block), an image that is
+    not 3D, has several components per voxel or complex voxels, invalid spacing, and NaN/Inf voxels.
     """
-    path = Path(path)
-    if not path.exists():
-        raise InputError(path, "file not found")
+    path = check_input(path, folder_ok=True)
     metadata: dict = {}
     if path.is_dir():
         image, metadata = read_dicom_folder(path)
@@ -66,9 +68,7 @@ def read_segmentation(path: str | Path) -> Volume:
 
     Plain label volumes: integer values kept, names ``{v: "label_v"}``.
     """
-    path = Path(path)
-    if not path.exists():
-        raise InputError(path, "file not found")
+    path = check_input(path, folder_ok=True)
     if path.is_file() and path.name.lower().endswith(SEG_SUFFIX):
         return _read_slicer_segmentation(path)
     volume = read_volume(path)
@@ -117,13 +117,38 @@ def check_overlap(a: Volume, b: Volume) -> float:
 
 # --- writing --------------------------------------------------------------------------------------
 def write_volume(volume: Volume, path: str | Path, compress: bool = True) -> Path:
-    """Write ``volume`` as NIfTI (.nii/.nii.gz) or NRRD (.nrrd), atomically. Returns the path."""
-    import SimpleITK as sitk
-
+    """Write ``volume`` as NIfTI (.nii/.nii.gz) or NRRD (.nrrd), atomically and re-read. Returns the path."""
     path = check_writable(path)
     with atomic_path(path) as tmp:
-        sitk.WriteImage(volume.to_sitk(), str(tmp), compress)
+        write_checked(volume.to_sitk(), tmp, path, compress, volume.array.nbytes)
     return path
+
+
+def write_checked(image, tmp: Path, target: Path, compress: bool, nbytes: int) -> None:
+    """``sitk.WriteImage`` into ``tmp``, then re-read it: ITK does not always report a failed write (a
+    full disk leaves a truncated NIfTI). Failure on a nearly full disk: ``OSError(ENOSPC)``; else
+    :class:`InputError` naming ``target``."""
+    import SimpleITK as sitk
+
+    problem = None
+    with itk_output() as messages:
+        try:
+            sitk.WriteImage(image, str(tmp), compress)
+        except RuntimeError as err:
+            problem = itk_problem(err)
+    try:
+        if problem is None and tmp.name.lower().endswith((".nii", ".nii.gz")):
+            check_nifti_file(tmp, values=False)  # streams the file: a short file or a cut gzip stream fails
+        elif problem is None and tuple(_sitk_read(tmp).GetSize()) != tuple(image.GetSize()):
+            problem = "its size differs after writing"
+    except InputError as err:
+        problem = err.problem
+    if problem is None:
+        warn_itk(target, messages)
+        return
+    if shutil.disk_usage(tmp.parent).free < nbytes:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(target))
+    raise InputError(target, f"was not written completely ({problem})")
 
 
 def check_writable(path: str | Path) -> Path:
@@ -171,7 +196,7 @@ def write_segmentation(labelmap: Volume, names: dict[int, str], path: str | Path
     image.SetMetaData("Segmentation_MasterRepresentation", "Binary labelmap")
     image.SetMetaData("Segmentation_ReferenceImageExtentOffset", "0 0 0")
     with atomic_path(path) as tmp:
-        sitk.WriteImage(image, str(tmp), True)
+        write_checked(image, tmp, path, True, array.nbytes)
     return path
 
 
@@ -182,13 +207,18 @@ _PALETTE = [(0.86, 0.55, 0.39), (0.85, 0.4, 0.9), (0.0, 0.59, 0.81), (0.9, 0.86,
 def _sitk_read(path: Path):
     import SimpleITK as sitk
 
-    try:
-        return sitk.ReadImage(str(path))
-    except RuntimeError as err:
-        raise InputError(path, itk_problem(err)) from None
+    with itk_output() as messages:  # ITK's multi-line warnings become one line each
+        try:
+            image = sitk.ReadImage(str(path))
+        except RuntimeError as err:
+            raise InputError(path, itk_problem(err)) from None
+    warn_itk(path, messages)
+    return image
 
 
 def _to_volume(image, path: Path, metadata: dict, check_finite: bool = True) -> Volume:
+    if "complex" in image.GetPixelIDTypeAsString():
+        raise InputError(path, "has complex-valued voxels (raw or phase data?); NeoNet needs a real-valued magnitude image")
     components = image.GetNumberOfComponentsPerPixel()
     if components != 1:
         raise InputError(path, f"has {components} components per voxel (colour/vector image); NeoNet needs a single-channel 3D volume")

@@ -1,20 +1,98 @@
 """Checks on what ITK reads, each failure an :class:`InputError` naming the file.
 
-NIfTI headers and data (what ITK's reader lets through), geometry, NaN/Inf voxels, label values,
-and ITK's multi-line exceptions turned into one line.
+The input gate (:func:`check_input`: only regular files and folders are ever opened), NIfTI
+headers and data (what ITK's reader lets through), geometry, NaN/Inf voxels, label values, and ITK's
+multi-line exceptions and warnings turned into one line.
 """
 
 from __future__ import annotations
 
 import gzip
+import os
 import re
+import stat
 import struct
+import sys
+import tempfile
 import zlib
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from neonet_core.errors import InputError
+
+
+_KINDS = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"))
+
+
+def input_problem(path: str | Path, what: str = "file", folder_ok: bool = False) -> str | None:
+    """Why ``path`` cannot be read as an input, or None. Only ``os.stat``: nothing is opened, so a
+    FIFO or device (which would block or never end) is refused before it can hang the reader."""
+    from neonet_core.fileio import os_problem
+
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return f"{what} not found"
+    except OSError as err:
+        return os_problem(err)
+    if stat.S_ISREG(mode) or (folder_ok and stat.S_ISDIR(mode)):
+        return None
+    if stat.S_ISDIR(mode):
+        return f"is a folder, not a {what} file"
+    kind = next((name for test, name in _KINDS if test(mode)), "not a regular file")
+    return f"is {kind}, not a regular file; NeoNet reads only regular files{' or a DICOM folder' if folder_ok else ''}"
+
+
+def check_input(path: str | Path, what: str = "file", folder_ok: bool = False) -> Path:
+    """``path`` when :func:`input_problem` finds nothing wrong, else :class:`InputError`."""
+    problem = input_problem(path, what, folder_ok)
+    if problem:
+        raise InputError(path, problem)
+    return Path(path)
+
+
+@contextmanager
+def itk_output():
+    """Capture what ITK prints on stderr meanwhile (multi-line warnings, NIfTI write errors); yields a
+    list that holds its messages, one line each, when the block ends."""
+    messages: list[str] = []
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no usable stderr: nothing to tidy
+        yield messages
+        return
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield messages
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            messages += itk_warning_messages(capture.read().decode("utf-8", "replace"))
+
+
+def warn_itk(path: Path, messages: list[str]) -> None:
+    """Repeat ITK's messages about ``path`` as one warning line each."""
+    from neonet_core.progress import warn
+
+    for message in messages:
+        message = message[len(str(path)):].lstrip(" :") if message.startswith(str(path)) else message
+        warn(f"{path}: {message}")
+
+
+def itk_warning_messages(text: str) -> list[str]:
+    """The messages of ITK's ``WARNING: In <file>, line N`` / ``Class (0x..): message`` blocks (other text as is)."""
+    messages = []
+    for block in re.split(r"\n\s*\n", text):
+        lines = [ln.strip() for ln in block.splitlines() if ln.strip() and not ln.startswith("WARNING: In ")]
+        if lines:
+            messages.append(re.sub(r"^\w+ \(0x[0-9a-f]+\):\s*", "", " ".join(lines)))
+    return list(dict.fromkeys(messages))
 
 
 def itk_problem(err: Exception) -> str:
@@ -67,9 +145,9 @@ def as_label_array(array: np.ndarray, path: Path) -> np.ndarray:
     return array.astype(np.uint8 if top <= 255 else np.uint16, copy=False)
 
 
-def check_nifti_file(path: Path) -> None:
+def check_nifti_file(path: Path, values: bool = True) -> None:
     """Catch what ITK's NIfTI reader lets through: truncated data, zero/negative/NaN pixdim, and
-    NaN/Inf voxels (ITK reads them as 0)."""
+    (with ``values``) NaN/Inf voxels (ITK reads them as 0)."""
     opener = gzip.open if path.name.lower().endswith(".gz") else open
     try:
         with opener(path, "rb") as f:
@@ -81,7 +159,7 @@ def check_nifti_file(path: Path) -> None:
                 raise InputError(path, f"not a valid NIfTI header (dim {dims.tolist()}, bitpix {bitpix})")
             voxels = int(np.prod(dims[1 : 1 + dims[0]], dtype=np.int64))
             expected = int(vox_offset) + voxels * bitpix // 8
-            dtype = _NIFTI_FLOATS.get(int(datatype))
+            dtype = _NIFTI_FLOATS.get(int(datatype)) if values else None
             dtype = None if dtype is None else np.dtype(dtype).newbyteorder(endian)
             size, bad, carry = 0, 0, b""
             chunk = header

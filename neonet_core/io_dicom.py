@@ -1,4 +1,5 @@
-"""Reading a DICOM series folder: the series with most files, refusing unparsable files and uneven slices."""
+"""Reading a DICOM series folder: the series with most files (named in a warning when there are several),
+refusing FIFOs and other special files, unparsable files and uneven slices."""
 
 from __future__ import annotations
 
@@ -7,13 +8,17 @@ from pathlib import Path
 import numpy as np
 
 from neonet_core.errors import InputError
-from neonet_core.io_checks import itk_problem
+from neonet_core.io_checks import input_problem, itk_output, itk_problem, warn_itk
 
 
 def read_dicom_folder(path: Path):
     """The SimpleITK image of the folder's largest series and its metadata (series UID, file count, other series)."""
     import SimpleITK as sitk
 
+    for entry in sorted(path.iterdir()):  # GDCM opens every file: a FIFO would block it forever
+        problem = input_problem(entry, folder_ok=True)
+        if problem:
+            raise InputError(entry, f"{problem} (in the DICOM folder {path})")
     reader = sitk.ImageSeriesReader()
     series = reader.GetGDCMSeriesIDs(str(path))
     if not series:
@@ -22,16 +27,36 @@ def read_dicom_folder(path: Path):
     _check_dicom_files_parsed(path, {Path(f).resolve() for names in files.values() for f in names})
     chosen = max(series, key=lambda uid: len(files[uid]))
     reader.SetFileNames(files[chosen])
-    try:
-        image = reader.Execute()
-    except RuntimeError as err:
-        raise InputError(path, f"DICOM series{' ' + chosen if chosen else ''}: {itk_problem(err)}") from None
+    with itk_output() as messages:
+        try:
+            image = reader.Execute()
+        except RuntimeError as err:
+            raise InputError(path, f"DICOM series{' ' + chosen if chosen else ''}: {itk_problem(err)}") from None
+    warn_itk(path, messages)
     _check_dicom_slice_positions(path, files[chosen], image)
     metadata = {"dicom_series_uid": chosen, "dicom_files": len(files[chosen])}
     others = [(uid, len(files[uid])) for uid in series if uid != chosen]
     if others:
+        from neonet_core.progress import warn
+
         metadata["dicom_other_series"] = others
+        listed = "; ".join(f"{uid} ({n} files)" for uid, n in others)
+        warn(f"{path}: holds {len(series)} DICOM series; using the largest, {chosen} ({len(files[chosen])} files, "
+             f"{_description(files[chosen][0])!r}); not used: {listed}. Give a folder holding one series to choose another")
     return image, metadata
+
+
+def _description(file: str) -> str:
+    """The SeriesDescription (0008|103e) of one DICOM file, "" when it has none."""
+    import SimpleITK as sitk
+
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(file))
+    try:
+        reader.ReadImageInformation()
+        return reader.GetMetaData("0008|103e").strip() if reader.HasMetaDataKey("0008|103e") else ""
+    except RuntimeError:
+        return ""
 
 
 def _check_dicom_files_parsed(folder: Path, parsed: set[Path]) -> None:

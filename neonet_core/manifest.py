@@ -26,6 +26,7 @@ import numpy as np
 
 from neonet_core.errors import InputError, ManifestError
 from neonet_core.fileio import write_text_atomic
+from neonet_core.io_checks import input_problem
 from neonet_core.labels import ANATOMY_LABELS
 from neonet_core.volume import Volume
 
@@ -84,13 +85,18 @@ def _parse(
     """
     path = Path(path)
     names = row_names if row_names is not None else []
-    if not path.is_file():
-        return [], [Problem("", str(path), "manifest not found")]
+    problem = input_problem(path, "manifest")
+    if problem:
+        return [], [Problem("", str(path), problem)]
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as err:
         return [], [Problem("", str(path), f"not UTF-8 text ({err.reason} at byte {err.start}); save the CSV as UTF-8")]
-    rows = list(csv.DictReader(io.StringIO(text)))
+    reader = csv.DictReader(io.StringIO(text))
+    try:
+        rows = list(reader)
+    except csv.Error as err:  # e.g. a field over csv.field_size_limit() (128 KiB)
+        return [], [Problem("", str(path), f"line {reader.line_num}: not a readable CSV manifest ({err})")]
     header = [h.strip() for h in (csv.DictReader(io.StringIO(text)).fieldnames or [])]
     required = REQUIRED_COLUMNS + (("tumor_mask",) if require_tumor_masks else ()) + (("label",) if require_labels else ())
     missing = [c for c in required if c not in header]
@@ -119,16 +125,16 @@ def _parse(
         image = _path(row.get("image", ""), folder)
         if image is None:
             problems.append(Problem(who, "", "empty image path"))
-        elif not image.exists():
-            problems.append(Problem(who, str(image), "image not found"))
+        elif problem := input_problem(image, "image", folder_ok=True):
+            problems.append(Problem(who, str(image), problem))
         masks = {}
         for column in ("tumor_mask", "anatomy_mask"):
             masks[column] = _path(row.get(column, ""), folder)
             if masks[column] is None:
                 if column == "tumor_mask" and require_tumor_masks:
                     problems.append(Problem(who, "", "empty tumor_mask (a tumour mask is required here)"))
-            elif not masks[column].is_file():
-                problems.append(Problem(who, str(masks[column]), f"{column} not found"))
+            elif problem := input_problem(masks[column], column):
+                problems.append(Problem(who, str(masks[column]), problem))
         label = _label(row.get("label", ""))
         if label == "bad":
             problems.append(Problem(who, "", f"label {row['label']!r} is not 0 (PNI-) or 1 (PNI+)"))

@@ -7,6 +7,8 @@
          reported as ``uncertainty``
       -> Grad-CAM of the unflipped patch (see :mod:`neonet_core.neocls.pattennet`) mapped back onto
          the input grid (0 outside the ROI)
+      -> assessable? (:mod:`neonet_core.assess`: spacing, ROI inside the image, contrast); when not,
+         ``assessable`` is False and ``not_assessable_reasons`` says why (and a warning is issued)
 
 ``predict_case`` is the one-call API; ``load_predictor`` keeps the networks loaded for repeated calls.
 """
@@ -43,6 +45,11 @@ class Prediction:
     bundle_name: str = ""
     bundle_version: str = ""
     class_names: list = field(default_factory=lambda: ["PNI-", "PNI+"])
+    not_assessable_reasons: list = field(default_factory=list)  # empty: the input could be assessed
+
+    @property
+    def assessable(self) -> bool:
+        return not self.not_assessable_reasons
 
     @property
     def class_name(self) -> str:
@@ -64,6 +71,8 @@ class Prediction:
             "bundle_version": self.bundle_version,
             "library_version": __version__,
             "class_names": list(self.class_names),
+            "assessable": self.assessable,
+            "not_assessable_reasons": list(self.not_assessable_reasons),
         }
 
 
@@ -100,7 +109,9 @@ class Predictor:
             self._segmenter = load_segmenter(self.bundle, str(self.device))
         return self._segmenter
 
-    def predict(self, image: Volume, tumour: Volume | None = None, tta: bool | None = None) -> Prediction:
+    def predict(self, image: Volume, tumour: Volume | None = None, tta: bool | None = None, on_stage=None) -> Prediction:
+        """Predict one case; ``on_stage(name)`` is called as each of localise, crop, classify, attention ends."""
+        from neonet_core.assess import not_assessable_reasons
         from neonet_core.neocls.data import model_input
         from neonet_core.neocls.models import get_classifier
         from neonet_core.neocls.pattennet import grad_cam
@@ -112,23 +123,31 @@ class Predictor:
         tta = self.config.cls.tta if tta is None else tta
         timings = {}
         t = time.perf_counter()
+
+        def done(stage: str) -> None:
+            nonlocal t
+            timings[stage] = time.perf_counter() - t
+            if on_stage is not None:
+                on_stage(stage)
+            t = time.perf_counter()
+
         tumour, source = localise(image, tumour, None if tumour is not None else self.segmenter(), str(self.device))
-        timings["localise"] = time.perf_counter() - t
-        t = time.perf_counter()
+        done("localise")
         crop = tlcr_from_config(image, tumour, None, self.config)
         patch = normalise_from_config(crop.image_patch, self.config).array.astype(np.float32)
-        timings["crop"] = time.perf_counter() - t
-        t = time.perf_counter()
+        reasons = not_assessable_reasons(image, crop)
+        done("crop")
         x = model_input(patch[None], crop.tumour_patch.array[None], get_classifier(self.config.cls.model).in_channels)
         p, spread = predict_probabilities(self.model, x, self.device, tta=tta)
-        timings["classify"] = time.perf_counter() - t
-        t = time.perf_counter()
+        done("classify")
         _, cam = grad_cam(self.model, torch.from_numpy(x).to(self.device))
-        timings["attention"] = time.perf_counter() - t
-        t = time.perf_counter()
         attention = patch_to_volume(cam[0].cpu().numpy(), crop.roi, image)
-        timings["map_back"] = time.perf_counter() - t
+        done("attention")  # Grad-CAM and its map back onto the input grid
         timings["total"] = sum(timings.values())
+        if reasons:
+            from neonet_core.progress import warn
+
+            warn(f"{image.metadata.get('path', 'the image')}: not assessable: {'; '.join(reasons)}")
         probability = float(p[0])
         return Prediction(
             probability=probability,
@@ -143,6 +162,7 @@ class Predictor:
             bundle_name=self.name,
             bundle_version=self.version,
             class_names=self.class_names,
+            not_assessable_reasons=reasons,
         )
 
 
@@ -151,10 +171,10 @@ _CACHE: dict[tuple, Predictor] = {}
 
 def load_predictor(bundle_path: str | Path | Bundle, device: str = "auto") -> Predictor:
     """A :class:`Predictor` for the bundle, cached per (bundle folder, device) for repeated calls."""
-    path = bundle_path.path if isinstance(bundle_path, Bundle) else Path(bundle_path)
-    manifest = Path(path) / "bundle.json"
-    stamp = manifest.stat().st_mtime_ns if manifest.exists() else 0  # a rewritten bundle is reloaded
-    key = (str(Path(path).resolve()), str(device), stamp)
+    path = Path(bundle_path.path if isinstance(bundle_path, Bundle) else bundle_path)
+    stamped = path if path.is_file() else path / "bundle.json"  # a .zip, or a folder's bundle.json
+    stamp = stamped.stat().st_mtime_ns if stamped.is_file() else 0  # a rewritten bundle is reloaded
+    key = (str(path.resolve()), str(device), stamp)
     if key not in _CACHE:
         _CACHE[key] = Predictor(bundle_path, device)
     return _CACHE[key]

@@ -3,10 +3,13 @@
 JSON mode prints one object per line on stdout, e.g.
 ``{"event": "progress", "stage": "phantom", "step": 3, "total": 128, "fraction": 0.0234, ...metrics}``
 and ``{"event": "done", "stage": ...}`` when the work ends. The Slicer module reads these lines.
+In JSON mode every stdout line is a JSON object: the CLI routes any other line to stderr
+(:class:`JsonLinesOnly`). :func:`warn` says a warning in one line on stderr (and as a JSON event).
 """
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 import time
@@ -27,6 +30,53 @@ def emit(event: str, **fields) -> None:
     """Print one JSON event line when in JSON mode (e.g. a stage's final metrics)."""
     if _default_mode == "json":
         print(json.dumps({"event": event, **fields}, default=float), flush=True)
+
+
+def warn(message: str) -> None:
+    """A warning as one line on stderr, and a ``{"event": "warning", "message": ...}`` line in JSON mode."""
+    message = " ".join(str(message).split())
+    emit("warning", message=message)
+    print(f"neonet: warning: {message}", file=sys.stderr, flush=True)
+
+
+class JsonLinesOnly(io.TextIOBase):
+    """A stdout for JSON mode: lines that are JSON objects go to ``stdout``, every other line to ``stderr``."""
+
+    def __init__(self, stdout, stderr):
+        self.stdout, self.stderr, self._pending = stdout, stderr, ""
+
+    def writable(self) -> bool:
+        return True
+
+    @property
+    def encoding(self):
+        return getattr(self.stdout, "encoding", "utf-8")
+
+    def write(self, text: str) -> int:
+        self._pending += text
+        *lines, self._pending = self._pending.split("\n")
+        for line in lines:
+            (self.stdout if _is_json_object(line) else self.stderr).write(line + "\n")
+        return len(text)
+
+    def flush(self) -> None:
+        self.stdout.flush()
+        self.stderr.flush()
+
+    def close_pending(self) -> None:
+        """Write out a last line that never got its newline."""
+        if self._pending:
+            self.write("\n")
+        self.flush()
+
+
+def _is_json_object(line: str) -> bool:
+    if not line.startswith("{"):
+        return False
+    try:
+        return isinstance(json.loads(line), dict)
+    except ValueError:
+        return False
 
 
 class Progress:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from neonet_core.device import resolve_device
-
 from pathlib import Path
+
+from neonet_core.device import resolve_device
 
 
 def register(subparsers) -> None:
@@ -19,7 +19,7 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--bundle", type=Path, required=True, help="bundle folder or .zip with autoencoder, ldm and controlnet")
     parser.add_argument("--manifest", type=Path, required=True, help="training manifest (labels and tumour masks required)")
-    parser.add_argument("--out", type=Path, required=True, help="new output folder (existing files are never replaced)")
+    parser.add_argument("--out", type=Path, required=True, help="new output folder (published whole when done; never merged into)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (same seed, same synthetic set)")
     parser.add_argument("--steps", type=int, default=None, help="sampling steps (default: the bundle's)")
     from neonet_core.device import add_device_option
@@ -29,10 +29,13 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    from neonet_core.fileio import publish_folder
     from neonet_core.manifest import read_manifest
     from neonet_core.neogen.generate import balance
 
-    path = balance(args.bundle, args.manifest, args.out, seed=args.seed, steps=args.steps, device=resolve_device(args.device))
+    with publish_folder(args.out) as staging:  # --out checked and claimed before any work; published whole
+        balance(args.bundle, args.manifest, staging, seed=args.seed, steps=args.steps, device=resolve_device(args.device))
+    path = args.out / "manifest.csv"
     cases = read_manifest(path)
     counts = {label: sum(c.label == label for c in cases) for label in (0, 1)}
     n_syn = sum(c.synthetic for c in cases)

@@ -21,8 +21,9 @@ def register(subparsers) -> None:
     info.add_argument("--json", action="store_true", help="print bundle.json as JSON instead of a summary")
     info.set_defaults(func=run_info)
     verify = actions.add_parser(
-        "verify", help="check format and weight hashes", description="Check the bundle's format version and the "
-        "SHA-256 of every weight file, and that every network's weights load as safetensors (never unpickled). "
+        "verify", help="check bundle.json and the weight hashes", description="Check bundle.json (format version, "
+        "the type and range of every field, its content hash), the SHA-256 of every weight file, and that every "
+        "network's weights load as safetensors (never unpickled). "
         "Exit 0 when the bundle is intact, 1 otherwise."
     )
     verify.add_argument("bundle", type=Path, help="bundle folder or .zip")
@@ -47,5 +48,9 @@ def run_verify(args) -> int:
     for name in bundle.networks:
         tensors = bundle.state_dict(name)
         print(f"{name}: {len(tensors)} tensors, {sum(t.numel() for t in tensors.values()):,} parameters, SHA-256 ok")
+    from neonet_core.bundle_schema import HASH_FIELD
+
+    hashed = "its content hash matches" if HASH_FIELD in bundle.info else "no content hash (written by an older NeoNet)"
+    print(f"bundle.json: fields valid, {hashed}")
     print(f"{args.bundle}: intact ({len(bundle.networks)} network(s), format {bundle.info['format_version']})")
     return 0

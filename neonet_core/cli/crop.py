@@ -8,11 +8,13 @@ Output folder layout::
     OUT/<case_id>/patch.npz    arrays image, tumour[, anatomy], spacing, origin, direction, roi (--format npz;
                                the manifest's image/tumor_mask/anatomy_mask columns all name this file)
     OUT/<case_id>/roi.mrk.json the crop box as a 3D Slicer markups ROI
+
+OUT is written into a private temporary folder and published with one rename when every case is
+done (:func:`neonet_core.fileio.publish_folder`); ``--overwrite`` replaces an earlier crop output
+folder as a whole, never a folder holding anything else.
 """
 
 from __future__ import annotations
-
-from neonet_core.device import resolve_device
 
 import argparse
 import json
@@ -20,6 +22,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
+
+from neonet_core.device import resolve_device
 
 FORMATS = ("nifti", "npz")
 _VOLUME_SUFFIXES = (".seg.nrrd", ".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
@@ -34,7 +38,8 @@ def register(subparsers) -> None:
         "(--image, --mask) or every case of a manifest (--manifest). Writes the image/tumour/anatomy patches, "
         "the ROI as a 3D Slicer .mrk.json, a patch manifest (patches.csv) and crop_report.json. Where the cube "
         "leaves the image it is padded with the image's 1st-percentile intensity. A case that fails is reported "
-        "and the others go on; the exit code is then 1. Existing outputs are never replaced without --overwrite.",
+        "and the others go on; the exit code is then 1. --out must be a new folder; --overwrite replaces an earlier "
+        "crop output folder as a whole.",
     )
     source = parser.add_argument_group("input (one case, or --manifest)")
     source.add_argument("--image", type=Path, help="the MRI volume (NIfTI, NRRD, MHA or a DICOM folder)")
@@ -53,7 +58,7 @@ def register(subparsers) -> None:
         default=True,
         help="map the patch's 0.5/99.5 intensity percentiles to 0/1, clipped (default on); --no-normalise keeps raw intensities",
     )
-    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs in --out")
+    parser.add_argument("--overwrite", action="store_true", help="replace an earlier crop output folder --out (one holding crop_report.json)")
     parser.add_argument(
         "--bundle",
         type=Path,
@@ -70,6 +75,7 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from neonet_core.config import PreprocessConfig
     from neonet_core.errors import InputError
+    from neonet_core.fileio import publish_folder
 
     cfg = PreprocessConfig()
     for name in ("roi_mm", "patch_size", "component"):
@@ -78,18 +84,35 @@ def run(args) -> int:
     if cfg.roi_mm <= 0 or cfg.patch_size < 2:
         raise InputError(None, "--roi-mm must be positive and --patch-size at least 2")
     cases, failures = _cases(args)
-    args.segmenter = None
-    if args.bundle is not None:  # checked once, before any case
-        from neonet_core.neoseg import load_segmenter
+    folders = _case_folders(args, cases)
+    replace = bool(args.overwrite) and _is_crop_output(args.out)
+    with publish_folder(args.out, replace=replace) as staging:  # --out checked and claimed before any work
+        args.segmenter = None
+        if args.bundle is not None:  # checked once, before any case
+            from neonet_core.neoseg import load_segmenter
 
-        args.segmenter = load_segmenter(args.bundle, resolve_device(args.device))
-    out = args.out
-    if not args.overwrite:
-        existing = [p for p in _planned_outputs(out, cases, args.format) if p.exists()]
-        if existing:
-            more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
-            raise InputError(existing[0], f"already exists{more}; use --overwrite to replace crop outputs")
-    return _crop_all(cases, failures, out, cfg, args)
+            args.segmenter = load_segmenter(args.bundle, resolve_device(args.device))
+        code = _crop_all(cases, failures, staging, folders, cfg, args)
+    print(f"wrote {args.out}", file=sys.stderr)
+    return code
+
+
+def _is_crop_output(out: Path) -> bool:
+    """True for an existing crop output folder (--overwrite may replace it); InputError for any other non-empty folder."""
+    from neonet_core.errors import InputError
+
+    if not out.is_dir() or not any(out.iterdir()):
+        return False
+    if not (out / "crop_report.json").is_file():
+        raise InputError(out, "holds files that are not a crop output (no crop_report.json); --overwrite replaces only "
+                              "a folder written by neonet crop, choose a new folder")
+    return True
+
+
+def _case_folders(args, cases) -> dict[str, str]:
+    from neonet_core.batch import case_folder_names
+
+    return case_folder_names([c.case_id for c in cases], args.manifest or args.image)
 
 
 # --- inputs ---------------------------------------------------------------------------------------
@@ -121,12 +144,6 @@ def _stem(path: Path) -> str:
     return name
 
 
-def _case_dir(out: Path, case_id: str) -> Path:
-    from neonet_core.batch import safe_case_name
-
-    return out / safe_case_name(case_id)
-
-
 def _patch_files(folder: Path, fmt: str, anatomy: bool) -> dict[str, Path]:
     if fmt == "npz":
         npz = folder / "patch.npz"
@@ -135,17 +152,8 @@ def _patch_files(folder: Path, fmt: str, anatomy: bool) -> dict[str, Path]:
     return {name: folder / f"{name}.nii.gz" for name in names}
 
 
-def _planned_outputs(out: Path, cases, fmt: str) -> list[Path]:
-    paths = [out / "patches.csv", out / "crop_report.json"]
-    for case in cases:
-        folder = _case_dir(out, case.case_id)
-        paths += list(dict.fromkeys(_patch_files(folder, fmt, case.anatomy_mask is not None).values()))
-        paths.append(folder / "roi.mrk.json")
-    return paths
-
-
 # --- work -------------------------------------------------------------------------------------------
-def _crop_all(cases, failures, out: Path, cfg, args) -> int:
+def _crop_all(cases, failures, out: Path, folders: dict, cfg, args) -> int:
     from neonet_core.batch import run_cases
     from neonet_core.fileio import write_text_atomic
     from neonet_core.manifest import write_manifest
@@ -154,7 +162,7 @@ def _crop_all(cases, failures, out: Path, cfg, args) -> int:
     patch_cases = []
 
     def crop(case) -> dict:
-        patch_case, info = _crop_case(case, out, cfg, args)
+        patch_case, info = _crop_case(case, out, folders[case.case_id], cfg, args)
         patch_cases.append(patch_case)
         return info
 
@@ -166,19 +174,20 @@ def _crop_all(cases, failures, out: Path, cfg, args) -> int:
         write_manifest(patch_cases, out / "patches.csv", overwrite=True)
     failed = [cid for cid, r in report.items() if r["status"] == "failed"]
     emit("summary", stage="crop", cropped=len(patch_cases), failed=failed)
-    summary = f"cropped {len(patch_cases)} of {len(report)} case(s) into {out}"
+    summary = f"cropped {len(patch_cases)} of {len(report)} case(s)"
     if failed:
         summary += f"; {len(failed)} failed: {', '.join(failed[:10])}{' ...' if len(failed) > 10 else ''}"
     print(summary, file=sys.stderr)
     return 1 if failed else 0
 
 
-def _crop_case(case, out: Path, cfg, args):
+def _crop_case(case, out: Path, name: str, cfg, args):
     """Crop one case and write its files; returns (patch manifest Case, report info)."""
     from dataclasses import replace
 
     from neonet_core.batch import report_case
     from neonet_core.errors import InputError
+    from neonet_core.fileio import publish_folder
     from neonet_core.manifest import load_case
     from neonet_core.markups import write_roi_mrk_json
     from neonet_core.normalize import normalise_from_config
@@ -196,24 +205,18 @@ def _crop_case(case, out: Path, cfg, args):
     image_patch = result.image_patch
     if args.normalise:
         image_patch = normalise_from_config(image_patch, cfg)
-    folder = _case_dir(out, case.case_id)
+    folder = out / name
     files = _patch_files(folder, args.format, anatomy is not None)
     patches = {"image": image_patch, "tumour": result.tumour_patch, "anatomy": result.anatomy_patch}
-    written = []
-    try:  # all of a case's files or none of them
+    with publish_folder(folder) as staging:  # all of a case's files or none of them
         if args.format == "npz":
-            _write_npz(files["image"], patches, result.roi)
-            written.append(files["image"])
+            _write_npz(staging / files["image"].name, patches, result.roi)
         else:
             from neonet_core.io import write_volume
 
-            for name, path in files.items():
-                written.append(write_volume(patches[name], path))
-        written.append(write_roi_mrk_json(result.roi, folder / "roi.mrk.json", name=f"TLCR {case.case_id}"))
-    except BaseException:
-        for path in written:
-            Path(path).unlink(missing_ok=True)
-        raise
+            for key, path in files.items():
+                write_volume(patches[key], staging / path.name)
+        write_roi_mrk_json(result.roi, staging / "roi.mrk.json", name=f"TLCR {case.case_id}")
     patch_case = replace(case, image=files["image"], tumor_mask=files["tumour"], anatomy_mask=files.get("anatomy"))
     info = {
         "folder": folder.relative_to(out).as_posix(),

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from neonet_core.device import resolve_device
-
 from pathlib import Path
+
+from neonet_core.device import resolve_device
 
 
 def register(subparsers) -> None:
@@ -22,7 +22,7 @@ def register(subparsers) -> None:
     parser.add_argument("--manifest", type=Path, required=True, help="cohort manifest whose cases of --label give the masks")
     parser.add_argument("--label", type=int, choices=(0, 1), required=True, help="class to generate: 1 = PNI+, 0 = PNI-")
     parser.add_argument("--count", type=int, required=True, help="number of synthetic patches")
-    parser.add_argument("--out", type=Path, required=True, help="new output folder (existing files are never replaced)")
+    parser.add_argument("--out", type=Path, required=True, help="new output folder (published whole when done; never merged into)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (same seed, same patches)")
     parser.add_argument("--steps", type=int, default=None, help="sampling steps (default: the bundle's, 30 for rectified flow)")
     from neonet_core.device import add_device_option
@@ -34,25 +34,25 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from neonet_core.errors import InputError
+    from neonet_core.fileio import publish_folder
     from neonet_core.manifest import read_manifest, write_manifest
     from neonet_core.neogen.generate import generate_cases, load_neogen, plan_synthetic
 
     if args.count < 1:
         raise InputError(None, f"--count must be at least 1, got {args.count}")
-    target = args.out / "manifest.csv"
-    if target.exists():
-        raise InputError(target, "already exists; choose a new output folder")
-    cases = [c for c in read_manifest(args.manifest, require_tumor_masks=True) if not c.synthetic]
-    sources = [c for c in cases if c.label == args.label]
-    if not sources:
-        raise InputError(args.manifest, f"has no real case with label {args.label} to take masks from")
-    models = load_neogen(args.bundle, resolve_device(args.device))
-    synthetic = generate_cases(models, plan_synthetic(sources, args.count, args.seed), args.label, args.out, args.seed, args.steps)
-    write_manifest(synthetic, target)
-    print(f"wrote {len(synthetic)} synthetic label-{args.label} patches and {target}")
-    if args.report:
-        from neonet_core.neogen.report import write_report
+    with publish_folder(args.out) as staging:  # --out checked and claimed before any work; published whole
+        cases = [c for c in read_manifest(args.manifest, require_tumor_masks=True) if not c.synthetic]
+        sources = [c for c in cases if c.label == args.label]
+        if not sources:
+            raise InputError(args.manifest, f"has no real case with label {args.label} to take masks from")
+        models = load_neogen(args.bundle, resolve_device(args.device))
+        synthetic = generate_cases(models, plan_synthetic(sources, args.count, args.seed), args.label, staging, args.seed, args.steps)
+        write_manifest(synthetic, staging / "manifest.csv")
+        if args.report:
+            from neonet_core.neogen.report import write_report
 
-        path = write_report(models, cases, synthetic, args.out / "report", seed=args.seed, steps=args.steps)
-        print(f"quality report: {path}")
+            write_report(models, cases, synthetic, staging / "report", seed=args.seed, steps=args.steps)
+    print(f"wrote {len(synthetic)} synthetic label-{args.label} patches and {args.out / 'manifest.csv'}")
+    if args.report:
+        print(f"quality report: {args.out / 'report' / 'report.md'}")
     return 0

@@ -4,7 +4,9 @@ Pipeline: the image goes to its coarse working grid (:mod:`neonet_core.neoseg.da
 runs by sliding window, the tumour component with the highest summed probability is kept on the
 coarse grid, and only that component's neighbourhood of the probability map is resampled (linear)
 onto the matching block of the input grid, thresholded, and its holes filled. Nothing but the uint8
-mask is allocated at full size unless the full probability map is asked for.
+mask is allocated at full size unless the full probability map is asked for. A component too large
+to be a tumour (:func:`postprocess.implausible_reasons`) is refused on the coarse grid, before any
+full-size work, with :class:`~neonet_core.errors.ImplausibleTumourError`.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import torch
 from scipy import ndimage
 from torch import nn
 
-from neonet_core.errors import NeoNetError, NoTumourFoundError
+from neonet_core.errors import ImplausibleTumourError, NeoNetError, NoTumourFoundError
 from neonet_core.labels import TUMOUR_LABEL
 from neonet_core.neoseg import postprocess
 from neonet_core.neoseg.data import class_names, normalised_coarse_image
@@ -59,12 +61,21 @@ class Segmenter:
         return predict_probabilities(self.net, array, self.cfg, self.device), grid
 
     def segment(self, image: Volume, probability: bool = False) -> SegResult:
-        """Segment the tumour of ``image``; the mask (and probability) lie on ``image``'s grid."""
-        probs, grid = self.coarse_probabilities(image)
+        """Segment the tumour of ``image``; the mask (and probability) lie on ``image``'s grid.
+
+        Raises ImplausibleTumourError when the component found is too large to be a tumour."""
+        array, grid = normalised_coarse_image(image, self.cfg.spacing_mm, self.percentiles)
+        probs = predict_probabilities(self.net, array, self.cfg, self.device)
         tumour_prob = probs[self.tumour_label]
         keep = postprocess.keep_tumour_component(
             tumour_prob, self.cfg.threshold, postprocess.min_voxels(self.cfg.min_component_ml, grid.spacing)
         )
+        reasons = [] if keep is None else postprocess.implausible_reasons(keep, grid.spacing, array)
+        if reasons:
+            where = image.metadata.get("path", "the image")
+            raise ImplausibleTumourError(f"{where}: NeoSeg's tumour is implausible ({'; '.join(reasons)}): is this a liver "
+                                         "MRI, and was NeoSeg trained enough? Give a tumour mask instead")
+        del array
         mask = np.zeros(image.array.shape, dtype=np.uint8)
         if keep is not None:
             _paste_fine_component(mask, image, grid.with_array(tumour_prob), keep, self.cfg)

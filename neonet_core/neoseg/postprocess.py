@@ -9,6 +9,28 @@ import numpy as np
 from scipy import ndimage
 
 _STRUCTURE = np.ones((3, 3, 3), dtype=bool)
+# A NeoSeg tumour beyond any of these is not a tumour (the largest cholangiocarcinomas are ~15 cm across).
+MAX_TUMOUR_ML = 2000.0
+MAX_EXTENT_MM = 250.0
+MAX_BODY_FRACTION = 0.5
+BODY_LEVEL = 0.1  # normalised intensity above which a coarse voxel counts as body
+
+
+def implausible_reasons(component: np.ndarray, spacing, image: np.ndarray) -> list[str]:
+    """Why the bool ``component`` (on the coarse grid of the normalised ``image``, ``spacing`` mm) cannot be a tumour."""
+    reasons = []
+    ml = volume_ml(component, spacing)
+    if ml > MAX_TUMOUR_ML:
+        reasons.append(f"{ml:,.0f} mL, more than {MAX_TUMOUR_ML:,.0f} mL")
+    lo, hi = bbox(component)
+    extent = (hi - lo + 1)[::-1] * np.asarray(spacing, dtype=np.float64)
+    if extent.max() > MAX_EXTENT_MM:
+        reasons.append(f"{extent.max():.0f} mm across, more than {MAX_EXTENT_MM:.0f} mm")
+    body = np.count_nonzero((image > BODY_LEVEL) | component)
+    fraction = np.count_nonzero(component) / max(1, body)
+    if fraction > MAX_BODY_FRACTION:
+        reasons.append(f"{100 * fraction:.0f}% of the body, more than {100 * MAX_BODY_FRACTION:.0f}%")
+    return reasons
 
 
 def keep_tumour_component(probability: np.ndarray, threshold: float = 0.5, min_voxels: int = 1) -> np.ndarray | None:

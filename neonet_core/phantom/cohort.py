@@ -13,9 +13,6 @@ Layout of ``out_dir``::
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Callable
@@ -23,7 +20,7 @@ from typing import Callable
 import numpy as np
 
 from neonet_core.errors import InputError
-from neonet_core.fileio import write_text_atomic
+from neonet_core.fileio import publish_folder, write_text_atomic
 from neonet_core.io import write_volume
 from neonet_core.manifest import Case, write_manifest
 from neonet_core.phantom.case import generate_case
@@ -34,9 +31,6 @@ from neonet_core.progress import Progress
 MANIFEST_NAME = "manifest.csv"
 PARAMS_NAME = "phantom.json"
 README_NAME = "README.md"
-_umask = os.umask(0)
-os.umask(_umask)
-_DIR_MODE = 0o777 & ~_umask
 LABEL_STREAM = 1  # SeedSequence spawn key of the label shuffle (cases use entropy [seed, index])
 
 
@@ -106,26 +100,11 @@ def publish_cohort(out_dir: str | Path, settings: dict, write: Callable[[Path], 
     out_dir = Path(out_dir)
     if check_output_dir(out_dir, settings):
         return out_dir / MANIFEST_NAME
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    # resolved, so that manifest paths written relative to it stay right after the rename
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent)).resolve()
-    try:
-        os.chmod(tmp, _DIR_MODE)  # as a plain mkdir would make it (mkdtemp makes it private)
+    with publish_folder(out_dir) as tmp:  # the one output-publishing mechanism (neonet_core.fileio)
         write(tmp)
         if not (tmp / MANIFEST_NAME).is_file():
             raise RuntimeError(f"phantom writer left no {MANIFEST_NAME} in {tmp}")
         write_text_atomic(tmp / PARAMS_NAME, json.dumps(settings, indent=2) + "\n")
-        try:
-            os.rename(tmp, out_dir)  # POSIX: replaces a missing or empty folder, fails on a non-empty one
-        except OSError:
-            if out_dir.is_dir() and not any(out_dir.iterdir()):  # Windows will not rename onto an empty folder
-                out_dir.rmdir()
-                os.rename(tmp, out_dir)
-            else:
-                raise InputError(out_dir, "another run published into this folder meanwhile; choose a new folder") from None
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir / MANIFEST_NAME
 
 
