@@ -127,6 +127,27 @@ def test_an_absurd_config_is_refused_against_the_weight_file_before_any_allocati
         load_bundle(shifted).build("cls", build_from_network_config)
 
 
+@pytest.mark.parametrize("network, field, value, shifted_value", [
+    ("autoencoder", "channels", [10_000_000, 16, 32], [16, 16, 32]),
+    ("ldm", "channels", [10_000_000, 64, 64], [16, 64, 64]),
+    ("controlnet", "conditioning_channels", [10_000_000, 32], [8, 32]),
+])
+def test_an_absurd_neogen_config_is_refused_before_any_allocation(demo_copy, tmp_path, network, field, value, shifted_value):
+    """NeoGen's loaders go through the same meta-device check: a 10,000,000-channel level is refused, not built."""
+    from neonet_core.neogen.loaders import load_neogen
+
+    bundle = edited(shutil.copytree(demo_copy, tmp_path / "absurd"),
+                    lambda i: i["networks"][network]["config"].__setitem__(field, value))
+    with pytest.raises(BundleError, match=rf"the config of network '{network}' asks for [\d,]+ parameters "
+                                          r"\(at most 2,000,000,000\)") as err:
+        load_neogen(bundle)
+    assert str(err.value).startswith(str(bundle / "bundle.json") + ": ") and "\n" not in str(err.value)
+    shifted = edited(shutil.copytree(demo_copy, tmp_path / "shifted"),
+                     lambda i: i["networks"][network]["config"].__setitem__(field, shifted_value))
+    with pytest.raises(BundleError, match=rf"the config of network '{network}' does not fit its weights {network}.safetensors"):
+        load_neogen(shifted)
+
+
 # --- item 7: .zip bundles: extracted once, only what bundle.json names, capped ----------------------------
 @pytest.fixture
 def cache(tmp_path, monkeypatch) -> Path:

@@ -2,7 +2,9 @@
 
 ``load_autoencoder`` / ``load_ldm`` / ``load_controlnet`` each check that the network exists and
 that it was trained on the network below it (hash references), then build it from its stored
-config and load its verified weights. ``load_neogen`` gathers everything sampling needs.
+config through :meth:`Bundle.build` (meta device first: parameter shapes checked against the
+weight file and the size capped before anything is allocated) and load its verified weights.
+``load_neogen`` gathers everything sampling needs.
 """
 
 from __future__ import annotations
@@ -29,8 +31,8 @@ def load_autoencoder(bundle: Bundle) -> tuple[torch.nn.Module, AEConfig, Preproc
     if not bundle.has("autoencoder"):
         raise BundleError(bundle.path, "has no autoencoder yet; run `neonet train ae` into this bundle first")
     net_cfg = bundle.network_config("autoencoder")
-    ae_cfg = section_from_dict(AEConfig, net_cfg)
-    return bundle.load_into("autoencoder", build_autoencoder(ae_cfg)), ae_cfg, section_from_dict(PreprocessConfig, net_cfg["preprocess"])
+    ae = bundle.build("autoencoder", lambda stored: build_autoencoder(section_from_dict(AEConfig, stored)))
+    return ae, section_from_dict(AEConfig, net_cfg), section_from_dict(PreprocessConfig, net_cfg["preprocess"])
 
 
 def _stacked_config(bundle: Bundle, network: str, what: str, below: str, retrain: str) -> dict:
@@ -48,8 +50,8 @@ def load_ldm(bundle: Bundle) -> tuple[torch.nn.Module, LDMConfig, dict]:
     from neonet_core.neogen.diffusion import build_unet
 
     net_cfg = _stacked_config(bundle, "ldm", "latent diffusion model", "autoencoder", "ldm (and controlnet)")
-    ldm_cfg = section_from_dict(LDMConfig, net_cfg)
-    return bundle.load_into("ldm", build_unet(ldm_cfg, int(net_cfg["latent_channels"]))), ldm_cfg, net_cfg
+    unet = bundle.build("ldm", lambda stored: build_unet(section_from_dict(LDMConfig, stored), int(stored["latent_channels"])))
+    return unet, section_from_dict(LDMConfig, net_cfg), net_cfg
 
 
 def load_controlnet(bundle: Bundle, ldm_cfg: LDMConfig, ae_cfg: AEConfig) -> tuple[torch.nn.Module, ControlNetConfig]:
@@ -57,8 +59,8 @@ def load_controlnet(bundle: Bundle, ldm_cfg: LDMConfig, ae_cfg: AEConfig) -> tup
     from neonet_core.neogen.controlnet import build_controlnet
 
     net_cfg = _stacked_config(bundle, "controlnet", "ControlNet", "ldm", "controlnet")
-    cn_cfg = section_from_dict(ControlNetConfig, net_cfg)
-    return bundle.load_into("controlnet", build_controlnet(cn_cfg, ldm_cfg, ae_cfg)), cn_cfg
+    controlnet = bundle.build("controlnet", lambda stored: build_controlnet(section_from_dict(ControlNetConfig, stored), ldm_cfg, ae_cfg))
+    return controlnet, section_from_dict(ControlNetConfig, net_cfg)
 
 
 @dataclass
