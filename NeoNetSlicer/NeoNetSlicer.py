@@ -1,6 +1,6 @@
 """NeoNet PNI: perineural invasion prediction from 3D MRI, as a 3D Slicer scripted module.
 
-The Widget only wires the panel (Resources/UI/NeoNetSlicer.ui) to the Qt-free Logic in
+The Widget only wires the panel (Resources/UI/NeoNetSlicer.ui) to the Qt-free Logic and presenter in
 NeoNetSlicerLib; long work runs in a background ``neonet`` CLI process polled by a timer.
 Console: ``slicer.util.getModuleLogic("NeoNetSlicer").predict(volumeNode, segmentationNode=None, bundle=..., device="auto")``.
 """
@@ -8,7 +8,7 @@ Console: ``slicer.util.getModuleLogic("NeoNetSlicer").predict(volumeNode, segmen
 from __future__ import annotations
 
 import logging
-from pathlib import Path
+import sys
 
 import qt
 import slicer
@@ -20,11 +20,9 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
+from NeoNetSlicerLib import nodes, panel
 from NeoNetSlicerLib.base import default_bundle_path, model_card_text
 from NeoNetSlicerLib.logic import NeoNetLogic
-
-SETTINGS = "NeoNetSlicer/"
-DEVICES = {"auto": "auto", "CPU": "cpu", "CUDA": "cuda", "MPS": "mps"}
 
 
 # --- module -----------------------------------------------------------------------------------------
@@ -49,16 +47,9 @@ class NeoNetSlicer(ScriptedLoadableModule):
 
 def registerSampleData():
     """Offer the phantom case in the Sample Data module (local files, SHA-256 checked)."""
-    try:
-        import SampleData
-    except ImportError:
-        return
-    from NeoNetSlicerLib.sampledata import SAMPLE_FILES, registration_arguments, sample_data_dir
+    from NeoNetSlicerLib.sampledata import register
 
-    if not all((sample_data_dir() / name).is_file() for name in SAMPLE_FILES):
-        return
-    icon = Path(__file__).parent / "Resources" / "Icons" / "NeoNetSlicer.png"
-    SampleData.SampleDataLogic.registerCustomSampleDataSource(**registration_arguments(thumbnail=icon))
+    register()
 
 
 # --- logic (the console API) -----------------------------------------------------------------------
@@ -72,12 +63,14 @@ class NeoNetSlicerLogic(ScriptedLoadableModuleLogic, NeoNetLogic):
 
 # --- widget (thin) ---------------------------------------------------------------------------------
 class NeoNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    """QSettings keep the panel's defaults between sessions; the module's parameter node keeps this scene's
+    inputs, bundle and device, so a saved scene reopens with them."""
+
     def __init__(self, parent=None):
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
-        self.logic = None
-        self.job = None
-        self.lastOutput = None
+        self.logic = self.job = self.lastJob = self.lastOutput = self.devices = self.probe = None
+        self.installing = self.reading = False
 
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
@@ -86,125 +79,243 @@ class NeoNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = NeoNetSlicerLogic()
-
-        self.timer = qt.QTimer()
-        self.timer.setInterval(200)
-        self.timer.connect("timeout()", self.onTimer)
-
-        self.ui.inputVolumeSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.updateButtons)
-        self.ui.bundlePathLineEdit.connect("currentPathChanged(QString)", self.onBundleChanged)
-        self.ui.deviceComboBox.connect("currentIndexChanged(int)", self.onDeviceChanged)
-        self.ui.localizeButton.connect("clicked(bool)", self.onLocalize)
-        self.ui.generateButton.connect("clicked(bool)", self.onGenerate)
-        self.ui.predictButton.connect("clicked(bool)", self.onPredict)
-        self.ui.cancelButton.connect("clicked(bool)", self.onCancel)
-        self.ui.attentionCheckBox.connect("toggled(bool)", self.onAttentionToggled)
-        for widget, signal in ((self.ui.gpuIndexSpinBox, "valueChanged(int)"), (self.ui.patchCountSpinBox, "valueChanged(int)"),
-                               (self.ui.patchClassComboBox, "currentIndexChanged(int)")):
-            widget.connect(signal, self.saveSettings)
-
+        self.blocked = panel.python_problem()  # an old Slicer: the panel opens and says which one it needs
+        self.timer = self.makeTimer(200, self.onTimer)
+        self.cardTimer = self.makeTimer(400, self.updateModelCard, single=True)  # debounce path typing
+        self.restoreSettings()  # before the change signals are connected: reading writes nothing back
+        self.readParameters()
+        for widget, signal, slot in (
+            (self.ui.inputVolumeSelector, "currentNodeChanged(vtkMRMLNode*)", self.onInputChanged),
+            (self.ui.tumourSelector, "currentNodeChanged(vtkMRMLNode*)", self.onTumourChanged),
+            (self.ui.tumourSegmentComboBox, "currentIndexChanged(int)", self.onInputChanged),
+            (self.ui.bundlePathLineEdit, "currentPathChanged(QString)", self.onBundleChanged),
+            (self.ui.deviceComboBox, "currentIndexChanged(int)", self.saveSettings),
+            (self.ui.patchCountSpinBox, "valueChanged(int)", self.saveSettings),
+            (self.ui.patchClassComboBox, "currentIndexChanged(int)", self.saveSettings),
+            (self.ui.attentionCheckBox, "toggled(bool)", self.onOverlayChanged),
+            (self.ui.opacitySlider, "valueChanged(int)", self.onOverlayChanged),
+        ):
+            widget.connect(signal, slot)
+        for name in ("localize", "generate", "predict", "cancel", "centre", "table", "export", "showLog"):
+            getattr(self.ui, name + "Button").connect("clicked(bool)", getattr(self, "on" + name[0].upper() + name[1:]))
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
-        self.restoreSettings()
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndImportEvent, self.onSceneImported, priority=1.0)  # before the selectors
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.NodeAddedEvent, self.hideOwnOutputs)
+        self.hideOwnOutputs()
+        self.updateModelCard()
+        self.startDeviceProbe()
         self.updateButtons()
+        if self.blocked:
+            self.setStatus(self.blocked, error=True)
+
+    def makeTimer(self, msec, slot, single=False):
+        timer = qt.QTimer()
+        timer.setInterval(msec)
+        timer.setSingleShot(single)
+        timer.connect("timeout()", slot)
+        return timer
 
     def cleanup(self):
         self.removeObservers()
-        if self.job is not None:
-            self.job.cancel()
+        for running in (self.job, self.probe):
+            if running is not None:
+                running.cancel()
         self.timer.stop()
+        self.cardTimer.stop()
+
+    def onReload(self):
+        """Reload the Lib package too (Slicer's reload re-imports only this file)."""
+        for name in [m for m in sys.modules if m == "NeoNetSlicerLib" or m.startswith("NeoNetSlicerLib.")]:
+            del sys.modules[name]
+        ScriptedLoadableModuleWidget.onReload(self)
+
+    def onSceneImported(self, caller=None, event=None):
+        """Read the loaded scene's parameters once every selector has caught up with the scene; until then
+        their changes must not overwrite them."""
+        self.reading = True
+        qt.QTimer.singleShot(0, self.readParameters)
 
     def onSceneEndClose(self, caller=None, event=None):
         self.onCancel()
         self.lastOutput = None
         self.showResult(None)
+        self.hideOwnOutputs()
+        self.updateButtons()
 
-    # --- settings ----------------------------------------------------------------------------
+    # --- settings and the parameter node -------------------------------------------------------------
     def restoreSettings(self):
         settings = qt.QSettings()
-        bundle = settings.value(SETTINGS + "BundlePath", "")
-        if not bundle and default_bundle_path() is not None:
-            bundle = str(default_bundle_path())
-        self.ui.bundlePathLineEdit.currentPath = bundle
-        self.ui.deviceComboBox.currentText = settings.value(SETTINGS + "Device", "auto")
-        self.ui.gpuIndexSpinBox.value = int(settings.value(SETTINGS + "GpuIndex", 0))
-        self.ui.patchCountSpinBox.value = int(settings.value(SETTINGS + "PatchCount", 4))
-        self.ui.patchClassComboBox.currentIndex = int(settings.value(SETTINGS + "PatchClass", 0))
-        self.ui.attentionCheckBox.checked = settings.value(SETTINGS + "ShowAttention", "true") in (True, "true")
-        self.onBundleChanged(self.ui.bundlePathLineEdit.currentPath)
-        self.onDeviceChanged()
+        stored = panel.Settings.load(lambda key: settings.value(key) if settings.contains(key) else None)
+        demo = default_bundle_path()
+        self.ui.bundlePathLineEdit.currentPath = stored.BundlePath or (str(demo) if demo is not None else "")
+        self.fillDevices(stored.Device)
+        self.ui.patchCountSpinBox.value = stored.PatchCount
+        self.ui.patchClassComboBox.currentIndex = max(0, self.ui.patchClassComboBox.findText(stored.PatchClass))
+        self.ui.attentionCheckBox.checked = stored.ShowAttention
+        self.ui.opacitySlider.value = stored.Opacity
 
     def saveSettings(self, *unused):
+        if self.reading:
+            return
+        current = panel.Settings(self.ui.bundlePathLineEdit.currentPath, self.device(), self.ui.patchCountSpinBox.value,
+                                 self.ui.patchClassComboBox.currentText, self.ui.attentionCheckBox.checked, self.ui.opacitySlider.value)
         settings = qt.QSettings()
-        settings.setValue(SETTINGS + "BundlePath", self.ui.bundlePathLineEdit.currentPath)
-        settings.setValue(SETTINGS + "Device", self.ui.deviceComboBox.currentText)
-        settings.setValue(SETTINGS + "GpuIndex", self.ui.gpuIndexSpinBox.value)
-        settings.setValue(SETTINGS + "PatchCount", self.ui.patchCountSpinBox.value)
-        settings.setValue(SETTINGS + "PatchClass", self.ui.patchClassComboBox.currentIndex)
-        settings.setValue(SETTINGS + "ShowAttention", "true" if self.ui.attentionCheckBox.checked else "false")
+        for key, value in current.items().items():
+            settings.setValue(key, value)
+        self.writeParameters()
 
-    # --- inputs ------------------------------------------------------------------------------
+    def readParameters(self, *unused):
+        """This scene's inputs, bundle and device (a scene saved with them, or loaded later)."""
+        stored = panel.read_parameters(self.logic.getParameterNode())
+        self.reading = True
+        try:
+            self.hideOwnOutputs()
+            if stored["Bundle"]:
+                self.ui.bundlePathLineEdit.currentPath = stored["Bundle"]
+            if stored["Device"]:
+                self.fillDevices(stored["Device"])
+            for selector, role in ((self.ui.inputVolumeSelector, "InputVolume"), (self.ui.tumourSelector, "Tumour")):
+                if stored[role] is not None:
+                    selector.setCurrentNode(stored[role])
+            self.fillSegments()
+            segment = self.ui.tumourSegmentComboBox.findData(stored["TumourSegment"])
+            if segment >= 0:
+                self.ui.tumourSegmentComboBox.currentIndex = segment
+        finally:
+            self.reading = False
+
+    def writeParameters(self, *unused):
+        if not self.reading and not slicer.mrmlScene.IsImporting():  # a scene being loaded sets them itself
+            panel.write_parameters(self.logic.getParameterNode(), *self.inputs(), self.ui.bundlePathLineEdit.currentPath, self.device())
+
+    # --- inputs ----------------------------------------------------------------------------------
     def bundle(self):
         return self.ui.bundlePathLineEdit.currentPath or None
 
     def device(self) -> str:
-        device = DEVICES.get(self.ui.deviceComboBox.currentText, "auto")
-        return f"cuda:{self.ui.gpuIndexSpinBox.value}" if device == "cuda" else device
+        combo = self.ui.deviceComboBox
+        return combo.itemData(combo.currentIndex) or "auto"
 
-    def onBundleChanged(self, path):
-        self.ui.modelCardTextBrowser.setPlainText(model_card_text(path or None))
-        self.saveSettings()
+    def fillDevices(self, device):
+        combo = self.ui.deviceComboBox
+        combo.blockSignals(True)
+        combo.clear()
+        for label, name in panel.device_choices(self.devices, device):
+            combo.addItem(label, name)
+        combo.currentIndex = max(0, combo.findData(device))
+        combo.blockSignals(False)
+
+    def startDeviceProbe(self):
+        """Ask PyTorch which GPUs there are, in a background process (the list fills when it answers)."""
+        from NeoNetSlicerLib import devices
+
+        self.devices = devices.known()
+        if self.devices is not None:
+            self.fillDevices(self.device())
+        elif self.blocked is None:
+            self.probe = devices.start_probe()
+            self.timer.start()
+
+    def pollProbe(self):
+        from NeoNetSlicerLib.devices import probe_result
+
+        if self.probe is not None and not self.probe.finished:
+            self.probe.poll()
+            if self.probe.finished:
+                self.devices = probe_result(self.probe)
+                self.fillDevices(self.device())
+
+    def onInputChanged(self, *unused):
+        self.writeParameters()
         self.updateButtons()
 
-    def onDeviceChanged(self, *unused):
-        self.ui.gpuIndexSpinBox.enabled = self.ui.deviceComboBox.currentText == "CUDA"
+    def onBundleChanged(self, path):
         self.saveSettings()
+        self.cardTimer.start()  # restarted by every keystroke: the card loads once typing pauses
+
+    def updateModelCard(self):
+        self.ui.modelCardTextBrowser.setPlainText(model_card_text(self.bundle()))
+
+    def onTumourChanged(self, *unused):
+        self.fillSegments()
+        self.onInputChanged()
+
+    def fillSegments(self):
+        """List the segments of a multi-segment tumour segmentation, so one of them can be the tumour."""
+        choices, preselected = nodes.segment_choices(self.ui.tumourSelector.currentNode())
+        combo = self.ui.tumourSegmentComboBox
+        combo.clear()
+        for name, segment_id in choices:
+            combo.addItem(name, segment_id)
+        combo.currentIndex = preselected
+        for widget in (combo, self.ui.tumourSegmentLabel):
+            widget.visible = bool(choices)
+
+    def inputs(self):
+        """(volume node, tumour node or None, segment ID or None)."""
+        tumour, combo = self.ui.tumourSelector.currentNode(), self.ui.tumourSegmentComboBox
+        segment = combo.itemData(combo.currentIndex) if combo.count else None
+        return self.ui.inputVolumeSelector.currentNode(), tumour, segment
+
+    def hideOwnOutputs(self, *unused):
+        """NeoNet's own volumes (attention maps, patches) are not inputs."""
+        if not slicer.mrmlScene.IsImporting():  # a scene being loaded: once, when it is in
+            self.ui.inputVolumeSelector.sortFilterProxyModel().hiddenNodeIDs = nodes.own_output_ids(slicer.mrmlScene)
 
     def updateButtons(self, *unused):
-        idle = self.job is None
-        has_input = self.ui.inputVolumeSelector.currentNode() is not None
-        for button in (self.ui.localizeButton, self.ui.generateButton, self.ui.predictButton):
-            button.enabled = idle and has_input
-        self.ui.cancelButton.enabled = not idle
+        states = panel.button_states(self.job is not None or self.installing, self.ui.inputVolumeSelector.currentNode() is not None,
+                                     self.lastOutput is not None, self.blocked)
+        for name, enabled in states.items():
+            getattr(self.ui, name + "Button").enabled = enabled
 
-    # --- actions -----------------------------------------------------------------------------
+    # --- jobs --------------------------------------------------------------------------------------
     def ensureDependencies(self) -> bool:
+        """One question for every missing package; a wait cursor and disabled buttons while pip runs."""
         from NeoNetSlicerLib import dependencies
 
+        self.installing = True
+        self.updateButtons()
         try:
-            return dependencies.ensure(lambda message: slicer.util.confirmOkCancelDisplay(message, "NeoNet: install Python packages"))
+            return dependencies.ensure(lambda message: slicer.util.confirmOkCancelDisplay(message, "NeoNet: install Python packages"),
+                                       busy=slicer.util.WaitCursor)
         except Exception as err:
             slicer.util.errorDisplay(f"Installing NeoNet's Python packages failed: {err}")
             return False
+        finally:
+            self.installing = False
+            self.updateButtons()
 
     def startJob(self, make_job, what: str):
         if not self.ensureDependencies():
             self.setStatus("Python packages not installed; nothing was run.")
             return
+        if self.devices is None and (self.probe is None or self.probe.finished):
+            self.startDeviceProbe()  # the packages may be new
+        device = panel.resolve_auto(self.device(), self.devices)
         try:
-            self.job = make_job()
+            self.job = make_job(device)
         except Exception as err:
             logging.exception("NeoNet: could not start %s", what)
             self.setStatus(f"{what} failed: {err}", error=True)
             return
-        self.jobWhat = what
+        self.lastJob, self.jobWhat = self.job, what
         self.ui.progressBar.setRange(0, 0)  # busy until the CLI reports a fraction
-        self.setStatus(f"{what}: starting ({self.job.current_device})")
+        self.setStatus(f"{what}: starting on {panel.device_label(device, self.devices)}")
         self.updateButtons()
         self.timer.start()
 
     def onLocalize(self):
-        volume = self.ui.inputVolumeSelector.currentNode()
-        self.startJob(lambda: self.logic.start_localize(volume, self.bundle(), self.device()), "Localize")
+        volume = self.inputs()[0]
+        self.startJob(lambda device: self.logic.start_localize(volume, self.bundle(), device), "Localize")
 
     def onGenerate(self):
-        volume, tumour = self.ui.inputVolumeSelector.currentNode(), self.ui.tumourSelector.currentNode()
-        label = 1 if self.ui.patchClassComboBox.currentText == "PNI+" else 0
-        count = self.ui.patchCountSpinBox.value
-        self.startJob(lambda: self.logic.start_generate(volume, tumour, self.bundle(), count, label, self.device()), "Generate")
+        volume, tumour, _ = self.inputs()
+        label, count = int(self.ui.patchClassComboBox.currentText == "PNI+"), self.ui.patchCountSpinBox.value
+        self.startJob(lambda device: self.logic.start_generate(volume, tumour, self.bundle(), count, label, device), "Generate")
 
     def onPredict(self):
-        volume, tumour = self.ui.inputVolumeSelector.currentNode(), self.ui.tumourSelector.currentNode()
-        self.startJob(lambda: self.logic.start_predict(volume, tumour, self.bundle(), self.device()), "Predict")
+        volume, tumour, segment = self.inputs()
+        self.startJob(lambda device: self.logic.start_predict(volume, tumour, self.bundle(), device, segmentId=segment), "Predict")
 
     def onCancel(self):
         if self.job is not None:
@@ -212,13 +323,14 @@ class NeoNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.onTimer()
 
     def onTimer(self):
+        self.pollProbe()
         if self.job is None:
-            self.timer.stop()
+            if self.probe is None or self.probe.finished:
+                self.timer.stop()
             return
         for event in self.job.poll():
             self.onEvent(event)
         if self.job.done:
-            self.timer.stop()
             job, self.job = self.job, None
             self.updateButtons()
             self.onJobDone(job)
@@ -238,36 +350,58 @@ class NeoNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onJobDone(self, job):
         self.ui.progressBar.setRange(0, 100)
-        self.ui.progressBar.value = 0
-        if job.error:
-            self.setStatus("Cancelled." if job.error == "cancelled" else f"{self.jobWhat} failed: {job.error}", error=job.error != "cancelled")
-            return
-        self.ui.progressBar.value = 100
-        note = f" ({'; '.join(job.warnings)})" if job.warnings else ""
-        if job.name == "localize":
-            tumourNode, roiNode, ml = job.result
-            self.setStatus(f"Tumour found: {ml:.1f} mL (segmentation '{tumourNode.GetName()}', box '{roiNode.GetName()}'){note}", warning=bool(note))
-        elif job.name == "generate":
-            sequence, browser, proxy, real = job.result
-            self.ui.patchSeekWidget.setMRMLSequenceBrowserNode(browser)
-            slicer.util.setSliceViewerLayers(background=proxy, foreground=None, fit=True)
-            self.setStatus(f"{sequence.GetNumberOfDataNodes()} synthetic patches: scroll with the slider; real patch: '{real.GetName()}'{note}", warning=bool(note))
-        elif job.name == "predict":
+        self.ui.progressBar.value = 0 if job.error else 100
+        text, level = panel.job_status(job, self.jobWhat, self.devices)
+        self.setStatus(text, warning=level == "warning", error=level == "error")
+        if job.error is None and job.name == "generate":
+            self.ui.patchSeekWidget.setMRMLSequenceBrowserNode(job.result[1])
+        elif job.error is None and job.name == "predict":
+            job.result.device = job.current_device
             self.lastOutput = job.result
             self.showResult(job.result)
-            self.onAttentionToggled(self.ui.attentionCheckBox.checked)
-            self.setStatus(f"{job.result.summary()} in {job.seconds:.1f} s{note}", warning=bool(note))
+            self.onOverlayChanged()
+        self.hideOwnOutputs()  # e.g. the patch browser's proxies, marked after the Sequences logic made them
+        self.updateButtons()
 
+    # --- the result --------------------------------------------------------------------------------
     def showResult(self, out):
+        explanation = out.explanation() if out is not None else None
         self.ui.probabilityLabel.text = "–" if out is None else f"{out.probability:.2f}"
-        self.ui.labelLabel.text = "–" if out is None else out.label
+        self.ui.labelLabel.text = "–" if out is None else out.label if explanation.assessable else f"({out.label})"
         self.ui.uncertaintyLabel.text = "–" if out is None or out.uncertainty is None else f"±{out.uncertainty:.2f}"
+        self.ui.explanationLabel.text = panel.NOT_CLINICAL if out is None else explanation.text()
+        flagged = explanation is not None and (explanation.borderline or not explanation.assessable)
+        self.ui.explanationLabel.setStyleSheet("color: #d35400; font-weight: bold;" if flagged else "")
 
-    def onAttentionToggled(self, checked):
+    def onOverlayChanged(self, *unused):
         self.saveSettings()
         volume = self.ui.inputVolumeSelector.currentNode()
         if volume is not None:
-            self.logic.set_attention_visible(volume, bool(checked))
+            self.logic.set_attention_visible(volume, self.ui.attentionCheckBox.checked, self.ui.opacitySlider.value / 100.0)
+
+    def onCentre(self):
+        volume = self.ui.inputVolumeSelector.currentNode()
+        if volume is not None and self.logic.centre_on_roi(volume) is None:
+            self.setStatus("No TLCR box for this volume yet: run Localize or Predict.", warning=True)
+
+    def onTable(self):
+        self.logic.show_results_table()
+
+    def onExport(self):
+        folder = self.ui.exportPathLineEdit.currentPath
+        if not folder:
+            self.setStatus("Choose a folder to save the outputs in.", warning=True)
+            return
+        try:
+            files = self.logic.save_outputs(self.lastOutput, folder)
+        except (OSError, ValueError) as err:
+            self.setStatus(f"Saving failed: {err}", error=True)
+            return
+        self.setStatus(f"Saved {len(files)} files in {folder}: " + ", ".join(p.name for p in files.values()))
+
+    def onShowLog(self):
+        self.ui.logTextEdit.setPlainText(self.lastJob.log_text() if self.lastJob is not None else "No job has run yet.")
+        self.ui.logCollapsibleButton.collapsed = False
 
     def setStatus(self, text, warning=False, error=False):
         self.ui.statusLabel.text = text
@@ -275,7 +409,7 @@ class NeoNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.statusLabel.setStyleSheet(f"color: {color}; font-weight: bold;" if color else "")
 
 
-# --- self-test (runs inside Slicer: Developer mode -> Reload and Test) -------------------------------
+# --- self-test (inside Slicer: Developer mode -> Reload and Test; the extension's CTest) -------------
 class NeoNetSlicerTest(ScriptedLoadableModuleTest):
     def setUp(self):
         slicer.mrmlScene.Clear()
@@ -287,45 +421,11 @@ class NeoNetSlicerTest(ScriptedLoadableModuleTest):
         self.test_predict_on_sample_data()
 
     def test_geometry_round_trip(self):
-        """An oblique volume node -> Volume -> new node: same voxels and IJKToRAS; the input is untouched."""
-        import numpy as np
+        from NeoNetSlicerLib import selftest
 
-        from NeoNetSlicerLib.geometry import geometry_to_ijk_to_ras, update_node_from_volume, volume_from_node
-        from NeoNetSlicerLib.geometry import numpy_to_vtk_matrix, vtk_to_numpy_matrix
-
-        node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "oblique")
-        angle = np.radians(30)
-        direction = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]])
-        matrix = geometry_to_ijk_to_ras((0.8, 1.2, 2.5), (10.0, -20.0, 5.0), direction)
-        slicer.util.updateVolumeFromArray(node, np.arange(6 * 7 * 8, dtype=np.int16).reshape(6, 7, 8))
-        node.SetIJKToRASMatrix(numpy_to_vtk_matrix(matrix))
-        volume = volume_from_node(node)
-        copy = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "copy")
-        update_node_from_volume(copy, volume)
-        import vtk
-
-        m = vtk.vtkMatrix4x4()
-        copy.GetIJKToRASMatrix(m)
-        self.assertTrue(np.allclose(vtk_to_numpy_matrix(m), matrix, atol=1e-6))
-        self.assertTrue(np.array_equal(slicer.util.arrayFromVolume(copy), slicer.util.arrayFromVolume(node)))
-        self.delayDisplay("geometry round trip passed")
+        selftest.geometry_round_trip(slicer.mrmlScene, self.delayDisplay)
 
     def test_predict_on_sample_data(self):
-        """Predict on the phantom sample data with the demo bundle (skipped when the bundle is not installed)."""
-        import numpy as np
+        from NeoNetSlicerLib import selftest
 
-        if default_bundle_path() is None:
-            self.delayDisplay("demo bundle not installed: prediction self-test skipped")
-            return
-        import SampleData
-
-        registerSampleData()
-        volume = SampleData.downloadSample("NeoNetPhantom")
-        before = slicer.util.arrayFromVolume(volume).copy()
-        logic = slicer.util.getModuleLogic("NeoNetSlicer")
-        out = logic.predict(volume, None, bundle=None, device="cpu")
-        self.assertTrue(0.0 <= out.probability <= 1.0)
-        self.assertIsNotNone(out.attentionNode)
-        self.assertIsNotNone(out.roiNode)
-        self.assertTrue(np.array_equal(slicer.util.arrayFromVolume(volume), before))
-        self.delayDisplay(out.summary())
+        selftest.predict_on_sample_data(NeoNetSlicerLogic(), self.delayDisplay)

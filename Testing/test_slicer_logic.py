@@ -180,6 +180,10 @@ def test_background_job_reports_the_cli_error_line(mrml, oblique_case, tmp_path)
     with pytest.raises(JobError, match=r"neonet segment: error: .*empty: not a NeoNet bundle: no bundle.json"):
         job.wait()
     assert mrml.scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode") == 0  # nothing loaded on failure
+    assert (job.workdir / "image.nrrd").is_file() and str(job.workdir) in job.log_text()  # kept for inspection
+    import shutil
+
+    shutil.rmtree(job.workdir)
 
 
 # --- predict ---------------------------------------------------------------------------------------
@@ -264,7 +268,7 @@ def test_predict_phantom_sample_with_user_segmentation_saves_and_reads_back(mrml
     # saved through Slicer's storage nodes and read back
     files = logic.save_outputs(again, tmp_path / "out")
     assert {p.name for p in files.values()} == {"NeoNetPhantom_attention.nrrd", "NeoNetPhantom_tumour.seg.nrrd",
-                                                "NeoNetPhantom_tlcr.mrk.json", "NeoNetPhantom_results.tsv"}
+                                                "NeoNetPhantom_tlcr.mrk.json", "NeoNetPhantom_results.csv"}
     attention = load_volume(context_of(mrml), files["attention"], "attention back")
     np.testing.assert_array_equal(slicer.util.arrayFromVolume(attention), slicer.util.arrayFromVolume(again.attentionNode))
     np.testing.assert_allclose(node_matrix(attention), node_matrix(volume), atol=1e-4)

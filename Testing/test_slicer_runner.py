@@ -1,5 +1,7 @@
 """The Qt-free background runner and jobs on real subprocesses: JSON progress lines, Cancel kills the
-whole process group, the chosen device reaches the CLI as given, GPU out-of-memory -> CPU fallback."""
+whole process group (also a worker that ignores SIGTERM), the chosen device reaches the CLI as given,
+GPU out-of-memory -> CPU fallback, UTF-8 output whatever the locale, the whole log kept and the work
+folder kept after a failure."""
 
 from __future__ import annotations
 
@@ -47,8 +49,19 @@ WORKER = textwrap.dedent(
             sys.exit(1)
         emit("result", device=device)
     elif mode == "fail":
+        print("a line before the error", flush=True)
+        print("Traceback (most recent call last): ...", file=sys.stderr)
         print("neonet predict: error: scan.nrrd: file not found", file=sys.stderr)
         sys.exit(1)
+    elif mode == "unicode":
+        emit("result", text="Größe 5 µm")
+        print("Tumor ß", flush=True)
+        print("Fehler: µ", file=sys.stderr)
+    elif mode == "stubborn":
+        import signal
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        emit("ready")
+        time.sleep(600)
     """
 )
 
@@ -101,16 +114,49 @@ def test_cancel_kills_the_whole_process_group(worker):
     assert _gone(runner.pid) and _gone(child)
 
 
-def test_other_failures_do_not_rerun(worker, tmp_path):
+@pytest.mark.skipif(not hasattr(os, "killpg"), reason="process groups are POSIX")
+def test_cancel_stops_a_worker_that_ignores_sigterm(worker):
+    runner = CLIRunner().start(worker("stubborn"), env=library_env())
+    runner.wait(timeout=60, on_event=lambda e: e["event"] == "ready" and runner.cancel())
+    assert runner.result.cancelled and _gone(runner.pid)
+
+
+def test_failure_keeps_the_whole_log_and_the_work_folder(worker, tmp_path):
     from NeoNetSlicerLib.jobs import JobError
 
     events = []
-    job = Job("predict", ["fail"], "cuda:0", load=lambda folder: "loaded", workdir=tmp_path / "w", command=lambda args: worker(*args)).start()
+    workdir = tmp_path / "w"
+    workdir.mkdir()
+    (workdir / "image.nrrd").write_text("input")
+    job = Job("predict", ["fail"], "cuda:0", load=lambda folder: "loaded", workdir=workdir, command=lambda args: worker(*args)).start()
     with pytest.raises(JobError, match="^neonet predict: error: scan.nrrd: file not found$"):
         job.wait(events.append)
-    assert job.result is None and job.current_device == "cuda:0" and job.warnings == []
+    assert job.result is None and job.current_device == "cuda:0" and job.warnings == []  # not an OOM: no rerun
     assert not job.runner.result.out_of_memory and job.runner.result.returncode == 1
     assert not any(e["event"] == "warning" for e in events)
+    log = job.log_text().splitlines()
+    assert log[0].startswith("$ ") and log[0].endswith("fail --device cuda:0")
+    assert sorted(log[1:4]) == ["a line before the error", "stderr: Traceback (most recent call last): ...",
+                                "stderr: neonet predict: error: scan.nrrd: file not found"]  # two pipes: order within each
+    assert log[-2:] == ["Job predict: neonet predict: error: scan.nrrd: file not found", f"Work folder kept for inspection: {workdir}"]
+    assert (workdir / "image.nrrd").read_text() == "input"
+
+
+def test_output_is_read_as_utf8_whatever_the_locale(worker, tmp_path):
+    """In an ASCII locale (as a Windows code page would be), non-ASCII output still arrives intact."""
+    import json
+    import subprocess
+
+    code = ("import json, sys; from NeoNetSlicerLib.runner import CLIRunner, library_env; "
+            "r = CLIRunner().start(json.loads(sys.argv[1]), env=library_env()).wait(timeout=60); "
+            "print(ascii([r.events, r.log]))")
+    env = {**library_env([ROOT / "NeoNetSlicer"]), "LC_ALL": "C", "LANG": "C", "PYTHONCOERCECLOCALE": "0", "PYTHONUTF8": "0"}
+    env.pop("PYTHONIOENCODING")
+    run = subprocess.run([sys.executable, "-c", code, json.dumps(worker("unicode"))], capture_output=True, text=True, env=env, timeout=120)
+    assert run.returncode == 0, run.stderr
+    events, log = eval(run.stdout)  # noqa: S307  (our own ascii() output)
+    assert {"event": "result", "text": "Größe 5 µm"} in events and {"event": "log", "line": "Tumor ß"} in events
+    assert "stderr: Fehler: µ" in log
 
 
 def test_command_and_device_helpers():
@@ -150,7 +196,8 @@ def test_job_reruns_on_cpu_after_gpu_oom_then_loads(worker, tmp_path):
     kinds = [e["event"] for e in events]
     assert kinds[0] == "warning" and kinds[-2:] == ["result", "finished"]
     assert describe(events[0]).startswith("Warning: GPU out of memory on device 'cuda:0'")
-    assert not workdir.exists()
+    assert not workdir.exists()  # removed after a success
+    assert [line for line in job.log_text().splitlines() if line.startswith("$ ")][1].endswith("oom --device cpu")
 
 
 def test_cancelled_job_loads_nothing(worker, tmp_path):

@@ -37,22 +37,44 @@ def resolve_bundle(bundle) -> Path:
     return Path(bundle)
 
 
+_CARDS: dict = {}  # (bundle path, file stamp) -> model card text
+
+
+def _stamp(path: Path):
+    """What changes when a bundle changes: size and mtime of the .zip, or of the folder's bundle.json."""
+    target = path / "bundle.json" if path.is_dir() else path
+    try:
+        info = target.stat()
+    except OSError:
+        return None
+    return str(path.resolve()), info.st_mtime_ns, info.st_size
+
+
 def model_card_text(bundle=None) -> str:
-    """The library's model card of ``bundle`` (None: the demo bundle), as ``neonet bundle info`` prints it; or why there is none."""
+    """The library's model card of ``bundle`` (None: the demo bundle), as ``neonet bundle info`` prints it; or why there is none.
+
+    Cached per (path, bundle.json or .zip mtime and size): the panel asks on every path edit.
+    """
     from neonet_core.errors import NeoNetError
 
     try:
         path = resolve_bundle(bundle)
     except ValueError as err:
         return f"No model bundle. {err}"
+    stamp = _stamp(path)
+    if stamp in _CARDS:
+        return _CARDS[stamp]
     try:
         from neonet_core.bundle import load_bundle, model_card  # imports torch, which is installed on first use
     except ImportError as err:
         return f"{path}: the model card shows once NeoNet's Python packages are installed ({err})."
     try:
-        return model_card(load_bundle(path).info, str(path))
+        text = model_card(load_bundle(path).info, str(path))
     except (NeoNetError, OSError) as err:
-        return f"Not a usable bundle: {err}"
+        text = f"Not a usable bundle: {err}"
+    if stamp is not None:
+        _CARDS[stamp] = text
+    return text
 
 
 def read_on_grid(path: Path, grid: Volume) -> Volume:
@@ -137,10 +159,22 @@ class LogicBase:
         return nodes.output_node(self.scene, "vtkMRMLSegmentationNode", "tumour", volumeNode.GetID(), f"{volumeNode.GetName()} NeoNet tumour")
 
     def set_tumour(self, volumeNode, mask: Volume, source: str):
-        """NeoNet's tumour node for ``volumeNode`` holding ``mask`` (named after its ``source``: neoseg or user)."""
+        """NeoNet's tumour node for ``volumeNode`` holding ``mask`` (named after its ``source``: neoseg or user).
+
+        A tumour node the user has edited since NeoNet wrote it is left as it is (it stops being
+        NeoNet's: role ``tumour-edited``) and a new node takes the mask.
+        """
+        tumour_node = nodes.find_output(self.scene, "vtkMRMLSegmentationNode", "tumour", volumeNode.GetID())
+        if tumour_node is not None and nodes.user_edited(tumour_node, volumeNode, mask):
+            tumour_node.SetAttribute(nodes.ROLE, "tumour-edited")
         tumour_node = self.tumour_node(volumeNode)
         nodes.set_segment(tumour_node, mask, volumeNode, "tumour (NeoSeg)" if source == "neoseg" else "tumour")
         return tumour_node
+
+    def is_own_tumour(self, segmentationNode, volumeNode) -> bool:
+        """True when ``segmentationNode`` is NeoNet's tumour node of ``volumeNode`` (then it is read, not rewritten)."""
+        return segmentationNode is not None and segmentationNode is nodes.find_output(
+            self.scene, "vtkMRMLSegmentationNode", "tumour", volumeNode.GetID())
 
     def set_roi(self, volumeNode, roi):
         """NeoNet's TLCR ROI node for ``volumeNode``, set to ``roi`` (a :class:`neonet_core.tlcr.ROI`)."""
@@ -150,13 +184,15 @@ class LogicBase:
 
     # --- background jobs ----------------------------------------------------------------------------
     def _job_folder(self, **volumes: Volume | None) -> Path:
-        """A new private work folder holding ``<name>.nrrd`` for each volume given (None: no file)."""
+        """A new private work folder holding ``<name>.nrrd`` for each volume given (None: no file).
+
+        Uncompressed: the CLI reads it once, a moment later, and gzip costs seconds on a large scan."""
         from neonet_core.io import write_volume
 
         work = new_workdir()
         for name, volume in volumes.items():
             if volume is not None:
-                write_volume(volume, work / f"{name}.nrrd")
+                write_volume(volume, work / f"{name}.nrrd", compress=False)
         return work
 
     def _start_job(self, name: str, arguments: list, device: str, load, work: Path) -> Job:

@@ -1,16 +1,22 @@
 """Python dependencies of NeoNetSlicer inside Slicer: what is missing, and installing it. No Qt.
 
-Order: torch first (``slicer.packaging.pip_ensure`` on Slicer >= 5.11, else the PyTorch extension's
-``PyTorchUtils``, else plain pip), then ``requirements.txt``. Every install asks first through the
-``confirm(message) -> bool`` callback the Widget passes (a dialog) or, on new Slicer, pip_ensure's
-own dialog. Offline: set the environment variable ``NEONET_WHEELHOUSE`` (or pass ``wheelhouse``)
-to a folder of wheels; pip then installs from it only (``--no-index --find-links``).
+One question for everything missing (``confirm(message) -> bool``, a dialog from the Widget), then:
+torch through the PyTorch extension's ``PyTorchUtils`` when it is installed (it picks the CUDA build
+that fits the driver; the extension lists PyTorch in EXTENSION_DEPENDS), else pip; then
+``requirements.txt`` with pip. pip is Slicer's ``slicer.packaging.pip_install`` (Slicer >= 5.12, with a
+progress dialog; imported explicitly, since ``import slicer`` does not import it) or
+``slicer.util.pip_install``, always given a list of arguments so that no path is re-split.
+Offline: set ``NEONET_WHEELHOUSE`` (or pass ``wheelhouse``) to a folder of wheels; pip then installs
+from it only (``--no-index --find-links``). Refused on a Python older than NeoNet supports.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
+
+from NeoNetSlicerLib.panel import python_problem
 
 TORCH_REQUIREMENT = "torch>=2.2"
 WHEELHOUSE_ENV = "NEONET_WHEELHOUSE"
@@ -72,49 +78,60 @@ def install_message(requirements: list[str], wheel_folder: Path | None = None) -
     )
 
 
-def ensure(confirm, wheel_folder: str | Path | None = None) -> bool:
-    """Inside Slicer: install torch then requirements.txt when missing. Returns False if the user declined.
+def ensure(confirm, wheel_folder: str | Path | None = None, busy=contextlib.nullcontext, requirements: list[str] | None = None) -> bool:
+    """Inside Slicer: install what is missing of ``requirements`` (default: torch, then requirements.txt)
+    after one question.
 
-    ``confirm(message) -> bool`` asks the user (e.g. ``slicer.util.confirmOkCancelDisplay``).
+    ``confirm(message) -> bool`` asks the user; ``busy()`` is a context manager shown while pip runs
+    (e.g. ``slicer.util.WaitCursor``). Returns False if the user declined; RuntimeError on a Python
+    NeoNet does not support.
     """
-    import slicer
+    from packaging.requirements import Requirement
 
+    problem = python_problem()
+    if problem:
+        raise RuntimeError(problem)
     folder = wheelhouse(wheel_folder)
-    if missing([TORCH_REQUIREMENT]):
-        if not _install_torch(confirm, folder):
-            return False
-    rest = missing(read_requirements())
-    if rest:
-        if not confirm(install_message(rest, folder)):
-            return False
-        _pip_install(slicer, pip_arguments(rest, folder))
+    todo = missing(requirements or [TORCH_REQUIREMENT, *read_requirements()])
+    if not todo:
+        return True
+    if not confirm(install_message(todo, folder)):
+        return False
+    torch = [r for r in todo if Requirement(r).name == "torch"]
+    rest = [r for r in todo if r not in torch]
+    with busy():
+        if torch:
+            _install_torch(torch[0], folder)
+        if rest:
+            pip_install(pip_arguments(rest, folder))
     return True
 
 
-def _install_torch(confirm, folder: Path | None) -> bool:
-    import slicer
+def _install_torch(requirement: str, folder: Path | None) -> None:
+    from packaging.requirements import Requirement
 
-    packaging = getattr(slicer, "packaging", None)
-    if folder is None and packaging is not None and hasattr(packaging, "pip_ensure"):  # Slicer >= 5.11
-        try:
-            packaging.pip_ensure(TORCH_REQUIREMENT, requester="NeoNet")  # asks the user itself
-        except RuntimeError:  # the user declined
-            return False
-        return True
     if folder is None:
         try:
-            import PyTorchUtils  # the PyTorch extension (older Slicer): picks the CUDA build that fits the driver
-
-            return PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=True, torchVersionRequirement=">=2.2") is not None
+            import PyTorchUtils  # the PyTorch extension
         except ImportError:
-            pass
-    if not confirm(install_message([TORCH_REQUIREMENT], folder)):
-        return False
-    _pip_install(slicer, pip_arguments([TORCH_REQUIREMENT], folder))
-    return True
+            PyTorchUtils = None
+        if PyTorchUtils is not None:
+            version = str(Requirement(requirement).specifier)
+            if PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=False, torchVersionRequirement=version) is None:
+                raise RuntimeError("the PyTorch extension could not install torch (see the Python console)")
+            return
+    pip_install(pip_arguments([requirement], folder))
 
 
-def _pip_install(slicer, arguments: list[str]) -> None:
-    packaging = getattr(slicer, "packaging", None)
-    install = packaging.pip_install if packaging is not None and hasattr(packaging, "pip_install") else slicer.util.pip_install
-    install(" ".join(f'"{a}"' if " " in a else a for a in arguments))
+def pip_install(arguments: list[str]) -> None:
+    """``pip install`` ``arguments`` through Slicer, as a list (each item one argument, never re-split)."""
+    try:
+        import slicer.packaging as packaging  # Slicer >= 5.12; a submodule `import slicer` does not load
+    except ImportError:
+        packaging = None
+    if packaging is not None and hasattr(packaging, "pip_install"):
+        packaging.pip_install(list(arguments))
+    else:
+        import slicer
+
+        slicer.util.pip_install(list(arguments))

@@ -4,7 +4,8 @@ A :class:`Job` is polled by the Widget's timer (``job.poll()`` never blocks) or 
 ``job.wait()``. It writes its inputs into a private work folder, runs the CLI with
 ``--progress json``, reruns on the CPU after a GPU out-of-memory failure (a ``warning`` event says
 so), and on success calls its ``load`` step, which fills NeoNet's output nodes. Cancel kills the
-whole process group; nothing is loaded then.
+whole process group; nothing is loaded then. Every line the CLI wrote is kept (:meth:`Job.log_text`);
+the work folder is removed after a success or a cancel, and kept after a failure (the log says where).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class Job:
         self.workdir = Path(workdir)
         self._command, self._env = command, env or library_env()
         self.runner: CLIRunner | None = None
+        self.runs: list[CLIRunner] = []  # the first run, then the CPU rerun after a GPU ran out of memory
         self.result = None
         self.error: str | None = None
         self.warnings: list[str] = []
@@ -48,6 +50,7 @@ class Job:
 
     def _launch(self, device: str) -> None:
         self.runner = CLIRunner().start(self._command(set_device_argument(self.arguments, device)), self._env)
+        self.runs.append(self.runner)
         self.current_device = device
 
     def poll(self) -> list[dict]:
@@ -78,7 +81,21 @@ class Job:
                 self.result = self._load(self.workdir)
             except Exception as err:  # a bad output file: report it as the job's error line
                 self.error = f"{type(err).__name__}: {err}"
-        self.cleanup()
+        if self.error is None or self.error == "cancelled":
+            self.cleanup()
+
+    def log_text(self) -> str:
+        """The whole job as text: each command line, every line it wrote, how it ended, the work folder."""
+        parts = []
+        for runner in self.runs:
+            parts += [f"$ {' '.join(runner.command)}", *runner.result.log]
+            if runner.result.returncode is not None:
+                parts.append(f"(exit code {runner.result.returncode}{', cancelled' if runner.result.cancelled else ''})")
+        if self.done:
+            parts.append(f"Job {self.name}: " + ("done" if self.error is None else self.error))
+            if self.workdir.exists():
+                parts.append(f"Work folder kept for inspection: {self.workdir}")
+        return "\n".join(parts)
 
     def wait(self, on_event=None, interval: float = 0.05):
         """Run to the end (blocking); returns the loaded result or raises :class:`JobError`."""
@@ -106,12 +123,12 @@ class Job:
 
 
 def new_workdir(prefix: str = "neonet-slicer-") -> Path:
-    """A private temporary folder for one job's files (removed when the job ends)."""
+    """A private temporary folder for one job's files (removed when the job succeeds or is cancelled)."""
     return Path(tempfile.mkdtemp(prefix=prefix))
 
 
 def describe(event: dict) -> str:
-    """A short status line for a progress event (e.g. 'predict 3/8 (38%)')."""
+    """A short status line for a progress event (e.g. 'predict 3/8 (38%)', 'predict: classify 4/5 (80%)')."""
     kind = event.get("event")
     if kind == "progress":
         total = event.get("total")
@@ -119,7 +136,8 @@ def describe(event: dict) -> str:
         fraction = event.get("fraction")
         where = f"{step}/{total}" if total else f"{step}"
         pct = f" ({100 * fraction:.0f}%)" if fraction is not None else ""
-        return f"{event.get('stage', 'working')} {where}{pct}"
+        part = f": {event['part']}" if event.get("part") else ""
+        return f"{event.get('stage', 'working')}{part} {where}{pct}"
     if kind == "done":
         return f"{event.get('stage', '')} done"
     if kind == "warning":

@@ -1,8 +1,11 @@
 """Output nodes: find-or-create by role, and fill them from neonet_core results. No Qt.
 
 Every node NeoNet creates carries two attributes: ``NeoNet.Role`` (tumour, roi, attention, results,
-patches, ...) and ``NeoNet.InputNodeID`` (the user's volume node it belongs to). A re-run finds its
-own nodes through these attributes and updates them; the user's nodes are only ever read.
+patches, ...) and ``NeoNet.InputNodeID`` (the user's volume node it belongs to), set before the node
+enters the scene, and sits beside its input in the subject hierarchy (under the input's study). A
+re-run finds its own nodes through these attributes and updates them; the user's nodes are only ever
+read. A tumour segmentation the user has edited since NeoNet wrote it is never written again
+(:func:`user_edited`).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from NeoNetSlicerLib.geometry import numpy_to_vtk_matrix, update_node_from_volum
 
 ROLE = "NeoNet.Role"
 INPUT = "NeoNet.InputNodeID"
+DIGEST = "NeoNet.MaskDigest"  # of the tumour mask NeoNet last wrote into a segmentation
 ATTENTION_COLOR_NAME = "NeoNet attention"
 TUMOUR_COLOR = (0.9, 0.35, 0.2)
 
@@ -31,15 +35,43 @@ def find_output(scene, class_name: str, role: str, input_id: str | None):
 
 
 def output_node(scene, class_name: str, role: str, input_id: str | None, name: str):
-    """Find NeoNet's ``role`` node for ``input_id`` or add a new one named ``name`` (display node included)."""
+    """Find NeoNet's ``role`` node for ``input_id`` or add a new one named ``name`` (display node included),
+    placed beside its input in the subject hierarchy."""
     node = find_output(scene, class_name, role, input_id)
     if node is None:
-        node = scene.AddNewNodeByClass(class_name, scene.GenerateUniqueName(name))
-        node.SetAttribute(ROLE, role)
+        node = scene.CreateNodeByClass(class_name)
+        node.UnRegister(None)  # the Python variable holds the reference
+        node.SetName(scene.GenerateUniqueName(name))
+        node.SetAttribute(ROLE, role)  # before the node is added: selectors see it as NeoNet's at once
         node.SetAttribute(INPUT, input_id or "")
+        scene.AddNode(node)
         if hasattr(node, "CreateDefaultDisplayNodes"):
             node.CreateDefaultDisplayNodes()
+        place_beside(node, scene.GetNodeByID(input_id) if input_id else None)
     return node
+
+
+def own_output_ids(scene) -> list[str]:
+    """IDs of every node NeoNet made (to keep them out of the input selector)."""
+    nodes = (scene.GetNthNode(n) for n in range(scene.GetNumberOfNodes()))
+    return [node.GetID() for node in nodes if node.GetAttribute(ROLE)]
+
+
+def place_beside(node, input_node) -> None:
+    """Put ``node`` under the subject-hierarchy parent of ``input_node`` (its study), when there is one."""
+    import slicer
+
+    hierarchy = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(node.GetScene())
+    if hierarchy is None or input_node is None:
+        return
+    parent = hierarchy.GetItemParent(hierarchy.GetItemByDataNode(input_node))
+    if not parent or parent == hierarchy.GetSceneItemID():
+        return
+    item = hierarchy.GetItemByDataNode(node)  # Slicer's plugin logic makes one as the node is added
+    if item:
+        hierarchy.SetItemParent(item, parent)
+    else:
+        hierarchy.CreateItem(parent, node)
 
 
 # --- colours ---------------------------------------------------------------------------------------
@@ -81,14 +113,18 @@ def set_attention(node, attention: Volume, scene) -> None:
     display.SetInterpolate(True)
 
 
-def show_foreground(scene, volume_node, background_node=None, opacity: float = 0.5) -> int:
-    """Show ``volume_node`` as the foreground layer in every slice view (None hides it).
+def show_foreground(scene, volume_node, background_node=None, opacity: float = 0.5, showing=None) -> int:
+    """Show ``volume_node`` as the foreground layer (None hides it) at ``opacity`` in the slice views.
 
-    Works on the scene's slice composite nodes, so it needs no Qt; returns how many views changed.
+    ``background_node``: put it in the background of every view first. ``showing``: change only the
+    views whose background is this node. Works on the scene's slice composite nodes, so it needs no
+    Qt; returns how many views changed.
     """
     changed = 0
     for n in range(scene.GetNumberOfNodesByClass("vtkMRMLSliceCompositeNode")):
         composite = scene.GetNthNodeByClass(n, "vtkMRMLSliceCompositeNode")
+        if showing is not None and composite.GetBackgroundVolumeID() != showing.GetID():
+            continue
         if background_node is not None:
             composite.SetBackgroundVolumeID(background_node.GetID())
         composite.SetForegroundVolumeID(volume_node.GetID() if volume_node is not None else None)
@@ -123,7 +159,25 @@ def set_segment(segmentation_node, mask: Volume, reference_node, segment_name: s
     segment = segmentation.GetSegment(segment_id)
     segment.SetName(segment_name)
     segment.SetColor(*color)
+    segmentation_node.SetAttribute(DIGEST, mask_digest(mask.array))  # what exporting the segment gives back
     return segment_id
+
+
+def mask_digest(array: np.ndarray) -> str:
+    """A fingerprint of a 0/1 mask (its shape and nonzero voxels)."""
+    import hashlib
+
+    return hashlib.sha1(str(array.shape).encode() + np.packbits(np.asarray(array) != 0).tobytes()).hexdigest()
+
+
+def user_edited(segmentation_node, reference_node, grid: Volume) -> bool:
+    """True when ``segmentation_node`` no longer holds exactly the one tumour segment NeoNet wrote into it
+    (the user edited, added or removed segments, e.g. in the Segment Editor)."""
+    segmentation = segmentation_node.GetSegmentation()
+    if segmentation.GetNumberOfSegments() != 1 or not segmentation_node.GetAttribute(DIGEST):
+        return segmentation.GetNumberOfSegments() > 0
+    current = mask_from_segmentation(segmentation_node, reference_node, grid, segmentation.GetNthSegmentID(0))
+    return mask_digest(current.array) != segmentation_node.GetAttribute(DIGEST)
 
 
 def mask_from_segmentation(segmentation_node, reference_node, image: Volume, segment_id: str | None = None) -> Volume:
@@ -157,6 +211,20 @@ def mask_from_segmentation(segmentation_node, reference_node, image: Volume, seg
     if array.shape != image.array.shape:
         raise RuntimeError(f"exported segment has shape {array.shape}, expected the volume's {image.array.shape}")
     return image.with_array((array != 0).astype(np.uint8), segment_id=segment_id)
+
+
+def segment_choices(node) -> tuple[list[tuple[str, str]], int]:
+    """``([(name, segment ID)], index to preselect)`` for a segmentation with several segments (else ``([], -1)``);
+    preselected: the one :func:`pick_tumour_segment` picks, else none."""
+    if node is None or not node.IsA("vtkMRMLSegmentationNode") or node.GetSegmentation().GetNumberOfSegments() < 2:
+        return [], -1
+    segmentation = node.GetSegmentation()
+    ids = [segmentation.GetNthSegmentID(n) for n in range(segmentation.GetNumberOfSegments())]
+    try:
+        preselected = ids.index(pick_tumour_segment(node))
+    except ValueError:  # no single segment named like a tumour: the user picks
+        preselected = -1
+    return [(segmentation.GetSegment(i).GetName(), i) for i in ids], preselected
 
 
 def pick_tumour_segment(segmentation_node) -> str:
@@ -244,15 +312,16 @@ def _is_number(value) -> bool:
 
 
 # --- sequences -------------------------------------------------------------------------------------
-def set_volume_sequence(sequence_node, volumes: list[Volume], index_name: str = "patch") -> None:
-    """Replace ``sequence_node``'s items by ``volumes`` (index values "0", "1", ...)."""
+def set_volume_sequence(sequence_node, volumes: list[Volume], node_class: str = "vtkMRMLScalarVolumeNode",
+                        index_name: str = "patch") -> None:
+    """Replace ``sequence_node``'s items by ``volumes`` as ``node_class`` nodes (index values "0", "1", ...)."""
     import slicer
 
     sequence_node.RemoveAllDataNodes()
     sequence_node.SetIndexName(index_name)
     sequence_node.SetIndexUnit("")
     sequence_node.SetIndexType(sequence_node.NumericIndex)
-    holder = slicer.vtkMRMLScalarVolumeNode()
+    holder = getattr(slicer, node_class)()
     for n, volume in enumerate(volumes):
         update_node_from_volume(holder, volume)
         sequence_node.SetDataNodeAtValue(holder, str(n))

@@ -11,7 +11,7 @@ class OutputsLogic:
     """Writes a prediction's output nodes to files."""
 
     def save_outputs(self, out, folder: str | Path) -> dict[str, Path]:
-        """Write ``out``'s nodes (a PredictionOutput): attention .nrrd, tumour .seg.nrrd, ROI .mrk.json, table .tsv.
+        """Write ``out``'s nodes (a PredictionOutput): attention .nrrd, tumour .seg.nrrd, ROI .mrk.json, table .csv.
 
         Files are named after the case (:func:`neonet_core.batch.safe_case_name`, as ``neonet predict``
         names its folders); existing files are never overwritten (FileExistsError).
@@ -23,7 +23,7 @@ class OutputsLogic:
             "attention": (out.attentionNode, folder / f"{stem}_attention.nrrd"),
             "tumour": (out.tumourNode, folder / f"{stem}_tumour.seg.nrrd"),
             "roi": (out.roiNode, folder / f"{stem}_tlcr.mrk.json"),
-            "table": (out.tableNode, folder / f"{stem}_results.tsv"),
+            "table": (out.tableNode, folder / f"{stem}_results.csv"),
         }
         for _, path in targets.values():
             if path.exists():
@@ -46,9 +46,9 @@ def save_node(node, path: str | Path) -> Path:
         storage.SetFileName(str(tmp))
         if not storage.WriteData(node):
             raise OSError(f"{path}: Slicer could not write node {node.GetName()!r}")
-        if path.suffix == ".tsv":  # the table writer adds a schema file beside the data
-            schema = tmp.with_name(tmp.name[: -len(".tsv")] + ".schema.tsv")
+        if path.suffix in (".csv", ".tsv"):  # the table writer adds a schema file beside the data
+            schema = tmp.with_name(tmp.stem + ".schema" + path.suffix)
             if schema.exists():
-                schema.replace(path.with_name(path.name[: -len(".tsv")] + ".schema.tsv"))
+                schema.replace(path.with_name(path.stem + ".schema" + path.suffix))
     storage.SetFileName(str(path))
     return path

@@ -1,10 +1,11 @@
 """Run the ``neonet`` CLI in a background process and read its ``--progress json`` lines. No Qt.
 
 The GUI polls :meth:`CLIRunner.poll` from a timer (it never blocks); scripts and tests call
-:meth:`CLIRunner.wait`. The process starts in its own session (process group), so :meth:`cancel`
-kills the CLI and every worker it spawned. A CUDA out-of-memory failure is recognised from the
-CLI's one-line error (:func:`is_out_of_memory`) so the caller can rerun on the CPU
-(:class:`NeoNetSlicerLib.jobs.Job` does, and reports a warning event).
+:meth:`CLIRunner.wait`. The process gets its own process group (POSIX session; on Windows a new
+process group, no console window), so :meth:`cancel` stops the CLI and every worker it spawned.
+Its output is read as UTF-8 whatever the locale, and every line is kept (:attr:`RunResult.log`).
+A CUDA out-of-memory failure is recognised from the CLI's one-line error (:func:`is_out_of_memory`)
+so the caller can rerun on the CPU (:class:`NeoNetSlicerLib.jobs.Job` does, and reports a warning event).
 """
 
 from __future__ import annotations
@@ -50,17 +51,20 @@ def library_env(extra_paths: list[str | Path] = ()) -> dict:
         paths.append(env["PYTHONPATH"])
     env["PYTHONPATH"] = os.pathsep.join(paths)
     env.setdefault("PYTHONUNBUFFERED", "1")
+    env["PYTHONIOENCODING"] = "utf-8"  # the child writes UTF-8 whatever the locale (Windows code pages)
     return env
 
 
 @dataclass
 class RunResult:
-    """How a run ended: ``returncode`` (None while running), the events seen, stderr text, cancelled flag."""
+    """How a run ended: ``returncode`` (None while running), the events seen, stderr text, cancelled
+    flag, and ``log``: every line the process wrote, stdout and stderr, in arrival order."""
 
     returncode: int | None = None
     events: list[dict] = field(default_factory=list)
     stderr: str = ""
     cancelled: bool = False
+    log: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -95,16 +99,18 @@ class CLIRunner:
     def start(self, command: list[str], env: dict | None = None, cwd: str | Path | None = None) -> "CLIRunner":
         if self.process is not None:
             raise RuntimeError("this runner already started a process; make a new CLIRunner")
+        self.command = [str(c) for c in command]
         self.process = subprocess.Popen(
-            [str(c) for c in command],
+            self.command,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             stdin=subprocess.DEVNULL,
-            text=True,
+            encoding="utf-8",
+            errors="replace",
             bufsize=1,
             env=env,
             cwd=None if cwd is None else str(cwd),
-            start_new_session=True,  # own process group: cancel() reaches every child
+            **_group_options(),
         )
         self._threads = [
             threading.Thread(target=self._read_stdout, daemon=True),
@@ -120,6 +126,7 @@ class CLIRunner:
             line = line.strip()
             if not line:
                 continue
+            self.result.log.append(line)
             try:
                 event = json.loads(line)
                 if not isinstance(event, dict):
@@ -131,6 +138,8 @@ class CLIRunner:
     def _read_stderr(self) -> None:
         for line in self.process.stderr:
             self._stderr.append(line)
+            if line.strip():
+                self.result.log.append("stderr: " + line.rstrip())
 
     def poll(self) -> list[dict]:
         """New events since the last call (never blocks). Sets ``result`` once the process has ended."""
@@ -170,27 +179,39 @@ class CLIRunner:
         return self.result
 
     # --- cancel ------------------------------------------------------------------------------
-    def cancel(self, grace: float = 3.0) -> None:
-        """Kill the whole process group: SIGTERM, then SIGKILL after ``grace`` seconds."""
+    def cancel(self, grace: float = 0.5) -> None:
+        """Stop the whole process group: a polite stop, then a forced one after ``grace`` seconds."""
         if self.process is None or self.process.poll() is not None:
             return
         self.result.cancelled = True
-        _signal_group(self.process.pid, signal.SIGTERM)
+        _stop_group(self.process.pid, force=False)
         try:
             self.process.wait(timeout=grace)
         except subprocess.TimeoutExpired:
-            _signal_group(self.process.pid, signal.SIGKILL)
+            _stop_group(self.process.pid, force=True)
             self.process.wait()
-        _signal_group(self.process.pid, signal.SIGKILL)  # children that ignored SIGTERM
+        if os.name != "nt":
+            _stop_group(self.process.pid, force=True)  # children that ignored the polite stop
         self.poll()
 
 
-def _signal_group(pid: int, sig) -> None:
+def _group_options() -> dict:
+    """Popen options giving the process its own group: a POSIX session, or on Windows a new process
+    group without a console window."""
+    if os.name == "nt":
+        return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.CREATE_NO_WINDOW}
+    return {"start_new_session": True}
+
+
+def _stop_group(pid: int, force: bool) -> None:
+    """SIGTERM (or SIGKILL) to the process group; on Windows ``taskkill /T`` on the process tree."""
+    if os.name == "nt":  # no process groups, no SIGKILL
+        flags = ["/F"] if force else []
+        subprocess.run(["taskkill", *flags, "/T", "/PID", str(pid)], capture_output=True,
+                       creationflags=subprocess.CREATE_NO_WINDOW)
+        return
     try:
-        if hasattr(os, "killpg"):
-            os.killpg(pid, sig)
-        else:  # Windows: no process groups; kill the tree with taskkill
-            subprocess.run(["taskkill", "/F", "/T", "/PID", str(pid)], capture_output=True)
+        os.killpg(pid, signal.SIGKILL if force else signal.SIGTERM)
     except ProcessLookupError:
         pass
 

@@ -32,6 +32,8 @@ def registration_arguments(folder: str | Path | None = None, thumbnail: str | Pa
     """Keyword arguments for ``SampleData.SampleDataLogic.registerCustomSampleDataSource``.
 
     The files are local (``file://`` URIs into the extension's own folder), checked by SHA-256.
+    ``loadFileType`` (a list): the name every Slicer accepts (5.6 knows no ``loadFileTypes``; newer
+    releases map it to ``loadFileTypes``).
     """
     folder = Path(folder) if folder is not None else sample_data_dir()
     names = list(SAMPLE_FILES)
@@ -41,10 +43,23 @@ def registration_arguments(folder: str | Path | None = None, thumbnail: str | Pa
         "uris": [(folder / n).resolve().as_uri() for n in names],
         "fileNames": names,
         "nodeNames": [SAMPLE_FILES[n][0] for n in names],
-        "loadFileTypes": [SAMPLE_FILES[n][1] for n in names],
+        "loadFileType": [SAMPLE_FILES[n][1] for n in names],
         "checksums": [f"SHA256:{SAMPLE_FILES[n][2]}" for n in names],
         "thumbnailFileName": None if thumbnail is None else str(thumbnail),
     }
+
+
+def register() -> bool:
+    """Inside Slicer: add the phantom case to the Sample Data module (False when the module or the files are absent)."""
+    try:
+        import SampleData
+    except ImportError:
+        return False
+    if not all((sample_data_dir() / name).is_file() for name in SAMPLE_FILES):
+        return False
+    icon = Path(__file__).resolve().parent.parent / "Resources" / "Icons" / "NeoNetSlicer.png"
+    SampleData.SampleDataLogic.registerCustomSampleDataSource(**registration_arguments(thumbnail=icon))
+    return True
 
 
 def make_sample_files(folder: str | Path) -> dict[str, str]:

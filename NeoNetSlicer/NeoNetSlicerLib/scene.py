@@ -2,7 +2,8 @@
 
 Inside Slicer the application's scene and module logics are used. Outside (plain Python with the
 ``slicer-core`` wheel), :func:`standalone_scene` wires a scene the way Slicer does at start-up:
-an application logic holding the Colors, Volumes, Segmentations, Markups, Tables and Sequences logics.
+an application logic holding the Colors, Volumes, Segmentations, Markups, Tables, Sequences and
+Subject hierarchy logics.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ MODULE_LOGICS = {
     "Markups": "vtkSlicerMarkupsLogic",
     "Tables": "vtkSlicerTablesLogic",
     "Sequences": "vtkSlicerSequencesLogic",
+    "SubjectHierarchy": "vtkSlicerSubjectHierarchyModuleLogic",
 }
 
 

@@ -12,9 +12,11 @@ or with plain Python and the ``slicer-core`` wheel (same Logic, same MRML nodes)
 ``--manifest``: the cohort CSV (``case_id,image[,tumor_mask,...]``; no tumour mask -> NeoSeg).
 ``--input-dir``: every volume file in the folder; ``<name>_tumour.*``, ``<name>_tumor.*`` or
 ``<name>.seg.nrrd`` beside it is taken as its tumour mask. A case that fails is reported in the
-results (status ``failed`` and the error) and the batch goes on; the exit code is 1 when any case
-failed, 2 for bad arguments. ``--outputs DIR`` also saves each case's nodes through Slicer's
-storage nodes (.nrrd, .seg.nrrd, .mrk.json, .tsv). Nothing existing is overwritten.
+results (status ``failed`` and the error) and the batch goes on. Exit code: 0 all cases predicted,
+1 a case (or the batch itself) failed, 2 bad arguments or NeoNet's Python packages not installed;
+every error ends the script with its code, so a headless Slicer never stays running.
+``--outputs DIR`` also saves each case's nodes through Slicer's storage nodes (.nrrd, .seg.nrrd,
+.mrk.json, .csv). Nothing existing is overwritten.
 """
 
 from __future__ import annotations
@@ -120,6 +122,15 @@ def predict_case(logic, context, case_id: str, image: Path, mask: Path | None, a
                 context.scene.RemoveNode(node)
 
 
+def missing_packages() -> list[str]:
+    """What this Python lacks to run NeoNet (a too old Python, or packages), or []."""
+    from NeoNetSlicerLib.dependencies import TORCH_REQUIREMENT, missing, read_requirements
+    from NeoNetSlicerLib.panel import python_problem
+
+    problem = python_problem()
+    return [problem] if problem else missing([TORCH_REQUIREMENT, *read_requirements()])
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "--":  # Slicer --python-script script.py -- <arguments>
@@ -127,6 +138,11 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.out.exists():
         print(f"batch_predict: error: {args.out}: already exists; NeoNet never overwrites a file", file=sys.stderr)
+        return 2
+    absent = missing_packages()
+    if absent:
+        print(f"batch_predict: error: not installed in this Python: {', '.join(absent)} "
+              "(open the NeoNet module once in Slicer to install them)", file=sys.stderr)
         return 2
     from NeoNetSlicerLib.logic import NeoNetLogic
     from NeoNetSlicerLib.scene import current_scene
@@ -157,22 +173,32 @@ def main(argv=None) -> int:
     return 1 if failed else 0
 
 
-def _exit(code: int) -> None:
-    import slicer
+def run(argv=None) -> int:
+    """:func:`main` that never raises: any error becomes one line on stderr and an exit code."""
+    try:
+        return main(argv)
+    except SystemExit as err:  # argparse and our own fatal errors
+        if isinstance(err.code, str):
+            print(err.code, file=sys.stderr)
+            return 2
+        return err.code if isinstance(err.code, int) else 0
+    except BaseException as err:  # noqa: BLE001  (anything: a headless Slicer must still exit)
+        print(f"batch_predict: error: {type(err).__name__}: {err}", file=sys.stderr)
+        return 130 if isinstance(err, KeyboardInterrupt) else 1
 
-    if getattr(slicer, "app", None) is not None:  # inside Slicer: leave the application with this code
+
+def _exit(code: int) -> None:
+    try:
+        import slicer
+
+        app = getattr(slicer, "app", None)
+    except ImportError:
+        app = None
+    if app is not None:  # inside Slicer: leave the application with this code
         slicer.util.exit(code)
     else:
         sys.exit(code)
 
 
 if __name__ == "__main__":
-    try:
-        code = main()
-    except SystemExit as err:  # argparse and our own fatal errors
-        if isinstance(err.code, str):
-            print(err.code, file=sys.stderr)
-            code = 2
-        else:
-            code = err.code if isinstance(err.code, int) else 0
-    _exit(code)
+    _exit(run())
