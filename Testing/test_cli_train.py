@@ -6,7 +6,9 @@ import pytest
 
 from neonet_core.bundle import load_bundle
 from neonet_core.cli.main import main
+from neonet_core.demo_presets import QUICK
 from neonet_core.phantom.cohort import generate_cohort
+from neonet_core.workflows.cv import parse_models
 
 MICRO = {
     "preset": "tiny",
@@ -54,7 +56,10 @@ def test_demo_quick_runs_the_whole_pipeline(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert f"report: {out / 'cv' / 'report.md'}" in printed
     metrics = json.loads((out / "cv" / "metrics.json").read_text())["models"]
-    assert set(metrics) == {"pattennet+neogen", "resnet18"}
-    assert set(load_bundle(out / "bundle").networks) == {"seg", "autoencoder", "ldm", "controlnet", "cls"}
+    assert set(metrics) == {spec.name for spec in parse_models(QUICK["models"])} == {"pattennet-regions+neogen", "cnn"}
+    bundle = load_bundle(out / "bundle")
+    assert set(bundle.networks) == {"seg", "autoencoder", "ldm", "controlnet", "cls"}
+    assert bundle.networks["cls"]["config"]["model_name"] == "pattennet-regions+neogen"
+    assert bundle.info["threshold"] == metrics["pattennet-regions+neogen"]["youden_pooled"]["threshold"]  # from the cv
     result = json.loads(next((out / "prediction").glob("*result.json")).read_text())
     assert 0.0 <= result["probability"] <= 1.0

@@ -4,13 +4,14 @@
     .venv/bin/python bench/quality.py --cases 40 --positives 14 --folds 3 --cohorts phantom   # a smaller try
 
 For each cohort (``phantom``: default difficulty; ``hard``: difficulty 0.8; ``real``: tumours and
-PNI-like extensions painted into the real MR/CT scans of Testing/Data) it writes the cohort with
+PNI-like extensions painted into the liver of the real abdominal MRI of Testing/Data) it writes the cohort with
 ``neonet phantom``, runs ``neonet cv`` with every model of ``--models`` (same folds, same protocol)
 as one job per fold, ``--jobs`` at a time, then ``neonet cv --report`` and one table
 ``bench/results/quality/<cohort>.md``: pooled out-of-fold AUC with its bootstrap CI, mean +/- SD of
 the fold AUCs, DeLong p against the plain CNN, the NeoGen gain (with minus without), NeoGen's
-detectability and class fidelity, the commit and the wall time. Everything lands in ``--work``;
-rerunning the command resumes (finished folds are kept).
+detectability and class fidelity, the commit and the time. Everything lands in ``--work``;
+rerunning the command resumes (finished folds are kept); ``--report-only`` writes the tables from
+the folds finished so far (the ``folds`` column says how many).
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ BASELINE = "cnn"
 COHORTS = {
     "phantom": ["--difficulty", "0.5"],
     "hard": ["--difficulty", "0.8"],
-    "real": ["--difficulty", "0.5", "--background", str(ROOT / "Testing" / "Data" / "abdomen_mr.nii.gz")],
+    # the real upper-abdominal MRI of Testing/Data, tumours grown inside its liver (TotalSegmentator label 5)
+    "real": ["--difficulty", "0.5", "--background", str(ROOT / "Testing" / "Data" / "abdomen_mr.nii.gz"),
+             "--site-mask", str(ROOT / "Testing" / "Data" / "abdomen_mr_organs.nii.gz"), "--site-labels", "5"],
 }
 
 
@@ -67,8 +70,9 @@ def run_cohort(name: str, args) -> Path:
 
         cfg, cases, _ = prepare(manifest, cv, args.folds, args.config, args.seed)
         cohort_patches(cases, cfg, cv)
-    with ThreadPoolExecutor(args.jobs) as pool:
-        list(pool.map(lambda k: neonet(*common, "--fold", str(k), threads=threads, log=work / f"fold_{k}.log"), range(args.folds)))
+    if not args.report_only:
+        with ThreadPoolExecutor(args.jobs) as pool:
+            list(pool.map(lambda k: neonet(*common, "--fold", str(k), threads=threads, log=work / f"fold_{k}.log"), range(args.folds)))
     neonet("cv", "--report", str(cv), log=work / "report.log")
     return cv
 
@@ -90,14 +94,21 @@ def table(name: str, cv: Path, wall_s: float, commit: str) -> str:
                 return d["p_value"]
         return None
 
+    plan = json.loads((cv / "cv_plan.json").read_text(encoding="utf-8"))
+    results = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(cv.glob("fold_*/*/result.json"))]
+    neogen_s = {r["fold"]: sum(v for k, v in r["timings_s"].items() if k.startswith("neogen")) for r in results}
+    cpu_min = (sum(neogen_s.values()) + sum(r["timings_s"]["classifier_train_s"] for r in results)) / 60
     lines = [f"# Quality: {name} cohort", "",
-             f"`python bench/quality.py` at commit {commit}; cohort `{COHORTS[name]}`; wall time {wall_s / 60:.0f} min for this cohort.", "",
-             "| model | pooled AUC [95% CI] | mean +/- SD of folds | DeLong p vs cnn | NeoGen gain (pooled) |", "| --- | --- | --- | --- | --- |"]
+             f"`python bench/quality.py` at commit {commit}; cohort `{COHORTS[name]}`, {len(plan['folds'])} cases, "
+             f"{plan['n_folds']} folds; wall time {wall_s / 60:.0f} min for this cohort in the last invocation; "
+             f"{cpu_min:.0f} min of training summed over the finished folds (one thread each).", "",
+             "| model | folds | pooled AUC [95% CI] | mean +/- SD of folds | DeLong p vs cnn | NeoGen gain (pooled) |",
+             "| --- | --- | --- | --- | --- | --- |"]
     for model, m in sorted(metrics.items(), key=lambda kv: -kv[1]["pooled_auc"]):
         lo, hi = m["pooled_auc_ci95"]
         base = model.split("+neogen")[0] if "+neogen" in model else None
         gain = m["pooled_auc"] - metrics[base]["pooled_auc"] if base in metrics else None
-        lines.append(f"| {model} | {_f(m['pooled_auc'])} [{_f(lo)}, {_f(hi)}] | {_f(m['mean_auc'])} +/- {_f(m['sd_auc'])} | "
+        lines.append(f"| {model} | {len(m['folds'])}/{plan['n_folds']} | {_f(m['pooled_auc'])} [{_f(lo)}, {_f(hi)}] | {_f(m['mean_auc'])} +/- {_f(m['sd_auc'])} | "
                      f"{'-' if model == baseline else _f(p_vs_baseline(model))} | {_f(gain) if gain is not None else '-'} |")
     if quality:
         det = [q["detectability"]["auc"] for q in quality]
@@ -123,6 +134,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--jobs", type=int, default=2, help="folds run at once (default 2)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 2, help="CPU threads shared by the jobs")
+    parser.add_argument("--report-only", action="store_true", help="no training: tables from the folds finished so far")
     args = parser.parse_args()
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
     args.out.mkdir(parents=True, exist_ok=True)

@@ -20,14 +20,14 @@ def _tiny(epochs: dict[str, int], sampling_steps: int, **sections: dict) -> dict
 DEMO = {
     "cohort": {"cases": 40, "positives": 14, "difficulty": 0.3, "size": [96, 96, 32], "spacing": [2.0, 2.0, 3.75]},
     "folds": 3,
-    "models": ["pattennet:neogen", "densenet121:no-neogen"],
-    "config": _tiny({"seg": 8, "ae": 8, "ldm": 10, "controlnet": 4, "cls": 60}, sampling_steps=10),
+    "models": ["pattennet-regions:neogen", "cnn:no-neogen"],
+    "config": _tiny({"seg": 8, "ae": 8, "ldm": 10, "controlnet": 4, "cls": 60}, sampling_steps=10, cls={"model": "pattennet-regions"}),
 }
-# A smaller cohort and 16^3 patches; resnet18 as the baseline since DenseNet121 needs 32^3.
+# A smaller cohort and 16^3 patches: a smoke test of every step, not a result.
 QUICK = {
     "cohort": {"cases": 16, "positives": 6, "difficulty": 0.2, "size": [64, 64, 24], "spacing": [3.0, 3.0, 5.0]},
     "folds": 2,
-    "models": ["pattennet:neogen", "resnet18:no-neogen"],
+    "models": ["pattennet-regions:neogen", "cnn:no-neogen"],
     "config": _tiny({"seg": 2, "ae": 2, "ldm": 2, "controlnet": 1, "cls": 4}, sampling_steps=4,
-                    preprocess={"patch_size": 16}, seg={"roi_size": [32, 32, 32]}),
+                    preprocess={"patch_size": 16}, seg={"roi_size": [32, 32, 32]}, cls={"model": "pattennet-regions"}),
 }

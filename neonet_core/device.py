@@ -15,6 +15,7 @@ import torch
 from neonet_core.errors import NeoNetError
 
 DEVICE_HELP = "auto, cpu, cuda, cuda:N or mps (default auto: CUDA, else MPS, else CPU)"
+_AUTO = ": CUDA, else MPS, else CPU"
 _NAME = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
@@ -57,7 +58,7 @@ def _argparse_device(value: str) -> str:
 def add_device_option(parser: argparse.ArgumentParser, default: str = "auto") -> None:
     """Add ``--device`` to ``parser`` (checked when parsed; resolved by the command with resolve_device)."""
     parser.add_argument("--device", type=_argparse_device, default=default, metavar="DEVICE",
-                        help=DEVICE_HELP.replace("default auto", f"default {default}"))
+                        help=DEVICE_HELP.replace(f"default auto{_AUTO}", f"default {default}{_AUTO if default == 'auto' else ''}"))
 
 
 __all__ = ["resolve_device", "add_device_option", "check_device_name", "DEVICE_HELP"]
