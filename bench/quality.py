@@ -117,8 +117,30 @@ def table(name: str, cv: Path, wall_s: float, commit: str) -> str:
         lines += ["", f"NeoGen over {len(quality)} folds: detectability AUC {_f(sum(det) / len(det))} (target <= 0.70; "
                   f"{_f(sum(decoded) / len(decoded))} against the real patches' autoencoder round trips), "
                   f"class fidelity AUC {_f(sum(fid) / len(fid))} (target >= 0.70)."]
-    lines += ["", f"Full report: `{cv.relative_to(cv.parents[1]) / 'report.md'}` in the work folder.", ""]
+    lines += ["", f"Full report (report.md, metrics.json, out-of-fold predictions, ROC and learning curves, per-fold NeoGen "
+              f"quality and gallery): [{name}_cv/]({name}_cv/).", ""]
     return "\n".join(lines)
+
+
+REPORT_FILES = ("cv_plan.json", "report.md", "metrics.json", "oof_predictions.csv", "roc.png", "learning_curves.png")
+FOLD_FILES = ("neogen_quality.json", "gallery.png", "splits.json")
+
+
+def copy_report(cv: Path, dest: Path) -> None:
+    """The cv folder's report files (not its weights or patches) into ``dest``, beside the table."""
+    import shutil
+
+    for name in REPORT_FILES:
+        if (cv / name).exists():
+            dest.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(cv / name, dest / name)
+    models = json.loads((cv / "metrics.json").read_text(encoding="utf-8"))["models"]
+    finished = {k for m in models.values() for k in m["folds"]}  # folds in the table (not those still running)
+    for fold in sorted(cv / f"fold_{k}" for k in finished):
+        for name in FOLD_FILES:
+            if (fold / name).exists():
+                (dest / fold.name).mkdir(parents=True, exist_ok=True)
+                shutil.copy2(fold / name, dest / fold.name / name)
 
 
 def main() -> int:
@@ -143,6 +165,7 @@ def main() -> int:
         cv = run_cohort(name, args)
         text = table(name, cv, time.perf_counter() - t0, commit)
         (args.out / f"{name}.md").write_text(text, encoding="utf-8")
+        copy_report(cv, args.out / f"{name}_cv")
         print(text)
     return 0
 
