@@ -25,8 +25,8 @@ def register(subparsers) -> None:
         "demo",
         help="run the whole pipeline on a generated phantom cohort (cv report, bundle, one prediction)",
         description="Generate a phantom cohort, cross-validate PattenNet+NeoGen against a baseline, train a final "
-        "bundle on the whole cohort and predict one case, printing where the report is. About 7 minutes on 2 idle CPU "
-        "cores; --quick takes about a minute on a smaller cohort. Rerun the same command to resume.",
+        "bundle on the whole cohort and predict one case, printing where the report is. Minutes on 2 idle CPU "
+        "cores (--quick: a smaller cohort, a smoke test of every step). Rerun the same command to resume.",
     )
     parser.add_argument("--out", type=Path, default=Path("neonet-demo"), help="output folder (default ./neonet-demo)")
     parser.add_argument("--quick", action="store_true", help="much smaller cohort and schedules (a few minutes)")
