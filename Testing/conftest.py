@@ -32,3 +32,15 @@ def fail_case(monkeypatch):
         return real
 
     return install
+
+
+def write_dicom_slice(image, tags: dict, path) -> None:
+    """Write one SimpleITK slice as a DICOM file with ``tags`` (keeping its UIDs): test series made to order."""
+    import SimpleITK as sitk
+
+    for key, value in tags.items():
+        image.SetMetaData(key, value)
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    writer.SetFileName(str(path))
+    writer.Execute(image)

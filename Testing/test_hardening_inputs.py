@@ -24,6 +24,7 @@ from neonet_core.errors import ImplausibleTumourError, InputError
 from neonet_core.io import read_volume, write_volume
 from neonet_core.manifest import parse_manifest
 from neonet_core.volume import Volume
+from conftest import write_dicom_slice
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).parent / "Data"
@@ -194,12 +195,7 @@ def _write_series(folder: Path, uid: str, description: str, slices: int) -> None
         tags = {"0008|0060": "MR", "0020|000d": "1.2.826.0.1.3680043.2.1125.1", "0020|000e": uid, "0008|103e": description,
                 "0020|0032": f"0\\0\\{2.0 * n}", "0020|0037": "1\\0\\0\\0\\1\\0", "0020|0013": str(n + 1),
                 "0008|0018": f"{uid}.{n + 1}"}
-        for key, value in tags.items():
-            image.SetMetaData(key, value)
-        writer = sitk.ImageFileWriter()
-        writer.KeepOriginalImageUIDOn()
-        writer.SetFileName(str(folder / f"{description}_{n}.dcm"))
-        writer.Execute(image)
+        write_dicom_slice(image, tags, folder / f"{description}_{n}.dcm")
 
 
 def test_a_dicom_folder_with_several_series_names_the_one_it_reads(tmp_path, capsys):

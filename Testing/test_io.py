@@ -21,6 +21,7 @@ from neonet_core.io import (
 )
 from neonet_core.resample import resample_volume
 from neonet_core.volume import Volume, lps_to_ras
+from conftest import write_dicom_slice
 
 TOL = 1e-4  # mm
 
@@ -111,12 +112,7 @@ def _write_small_dicom_series(folder, n_slices=3, uid="1.2.826.0.1.3680043.2.112
             "0020|000e": uid, "0020|000d": uid + ".9", "0008|0060": "MR", "0020|0013": str(k + 1),
             "0020|0032": f"10\\20\\{30 + 2 * k}", "0020|0037": "1\\0\\0\\0\\1\\0", "0028|0030": "0.5\\0.5",
         }
-        for tag, value in tags.items():
-            image.SetMetaData(tag, value)
-        writer = sitk.ImageFileWriter()
-        writer.KeepOriginalImageUIDOn()
-        writer.SetFileName(str(folder / f"slice{k}.dcm"))
-        writer.Execute(image)
+        write_dicom_slice(image, tags, folder / f"slice{k}.dcm")
 
 
 def test_dicom_folder_with_two_series_picks_the_largest(data_dir, tmp_path):
