@@ -9,6 +9,22 @@ import pytest
 DATA_DIR = Path(__file__).parent / "Data"
 
 
+@pytest.fixture(scope="module")
+def quiet_single_thread():
+    """No progress output and one torch thread for a module (the test machine's 2 cores are shared:
+    more threads thrash). A module opts in with an autouse fixture returning this one."""
+    import torch
+
+    from neonet_core.progress import set_default_mode
+
+    threads = torch.get_num_threads()
+    set_default_mode("none")
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+    set_default_mode("bar")
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     """Testing/Data: small real scans with their licences (see Testing/Data/README.md)."""

@@ -98,13 +98,16 @@ def test_ratio_ablation_specs():
 MICRO = {
     "preset": "tiny",
     "preprocess": {"patch_size": 16, "roi_mm": 48.0},
-    "ae": {"channels": [8, 16, 16], "train": {"epochs": 2, "batch_size": 4}},
+    "ae": {"channels": [8, 16, 16], "crops_per_case": 2, "train": {"epochs": 2, "batch_size": 4}},
     "ldm": {"channels": [16, 16, 16], "attention_levels": [False, False, False], "num_head_channels": 8, "sampling_steps": 3,
             "train": {"epochs": 1, "batch_size": 4}},
     "controlnet": {"conditioning_channels": [8, 16], "train": {"epochs": 1, "batch_size": 4}},
     "val_fraction": 0.25,
     "cls": {"train": {"epochs": 12, "batch_size": 4, "lr": 3e-3}},
 }
+
+
+MICRO_CROPS = MICRO["ae"]["crops_per_case"]
 
 
 def write_learnable_cohort(folder: Path, n=16, positives=8, seed=0) -> Path:
@@ -168,6 +171,10 @@ def test_cv_end_to_end_beats_chance_and_resumes(tmp_path):
         result = json.loads((out / f"fold_{k}" / "pattennet+neogen" / "result.json").read_text())
         assert {c["case_id"] for c in result["cases"]} == val
         assert result["train"]["synthetic"] > 0
+        # the fold's autoencoder also trained on random crops of its inner-training cases, and of no other case
+        ae = json.loads((out / f"fold_{k}" / "neogen" / "bundle.json").read_text())["training"]["ae"]
+        n_inner_train = sum(1 for c, f in plan["folds"].items() if f != k and f"p{c[1:]}" not in held)
+        assert ae["crops"] == MICRO_CROPS * n_inner_train and ae["train_cases"] == n_inner_train and np.isfinite(ae["val_psnr"])
     # resume: finished folds are skipped (their results untouched)
     stamp = (out / "fold_0" / "pattennet+neogen" / "result.json").stat().st_mtime_ns
     run_cv(manifest, out, ["pattennet:neogen"], n_folds=2, config=tmp_path / "micro.json", device="cpu")

@@ -68,3 +68,20 @@ def test_youden_matches_roc_curve():
     manual = at_threshold(Y, PA, s.threshold)
     assert manual.accuracy == pytest.approx(np.mean((PA >= s.threshold) == Y))
     assert (manual.sensitivity, manual.specificity) == (s.sensitivity, s.specificity)
+
+
+def test_each_folds_threshold_comes_from_the_other_folds_out_of_fold_predictions():
+    from neonet_core.neocls.report import model_metrics
+
+    def fold(k, threshold, cases):
+        return {"fold": k, "auc": roc_auc([y for y, _ in cases], [p for _, p in cases]), "threshold": threshold,
+                "cases": [{"case_id": f"{k}-{i}", "label": y, "probability": p} for i, (y, p) in enumerate(cases)]}
+
+    # fold 0 separates at 0.5, fold 1 at 0.2 (another calibration); each fold's inner threshold is useless (0.99)
+    folds = [fold(0, 0.99, [(0, 0.1), (0, 0.4), (1, 0.6), (1, 0.9)]), fold(1, 0.99, [(0, 0.05), (0, 0.1), (1, 0.3), (1, 0.35)])]
+    m = model_metrics(folds, n_boot=10)
+    other = m["at_other_folds_thresholds"]
+    assert other["thresholds"] == {0: 0.3, 1: 0.6}  # fold 0's comes from fold 1's predictions and vice versa
+    # fold 0 at 0.3: 0.4 / 0.6 / 0.9 positive (one false positive); fold 1 at 0.6: nothing positive
+    assert other["sensitivity"] == pytest.approx(2 / 4) and other["specificity"] == pytest.approx(3 / 4)
+    assert m["at_fold_thresholds"]["sensitivity"] == 0.0 and m["at_fold_thresholds"]["specificity"] == 1.0

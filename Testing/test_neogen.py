@@ -23,21 +23,14 @@ from neonet_core.neogen.training import latent_cache
 from neonet_core.patches import extract_patches
 from neonet_core.splits import hold_out
 from neonet_core.workflows.training import train_stage
-from neonet_core.progress import set_default_mode
 from test_neogen_data import make_cohort
 
 STEPS = 3  # sampling steps in tests
 
 
 @pytest.fixture(scope="module", autouse=True)
-def quiet():
-    """No progress output; one torch thread (the test machine's 2 cores are shared: more threads thrash)."""
-    threads = torch.get_num_threads()
-    set_default_mode("none")
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-    set_default_mode("bar")
+def quiet(quiet_single_thread):
+    """No progress output; one torch thread (conftest.quiet_single_thread)."""
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +89,7 @@ def test_autoencoder_round_trip_keeps_shape_and_range(bundle, records):
         mu, sigma = ae.encode(x)
         recon = decode_latents(ae, mu)
         features = encode_features(ae, x)
-    assert mu.shape == sigma.shape == (3, 4, 8, 8, 8)
+    assert mu.shape == sigma.shape == (3, get_preset("tiny").ae.latent_channels, 8, 8, 8)
     assert recon.shape == x.shape and recon.dtype == torch.float32
     assert float(recon.min()) >= 0.0 and float(recon.max()) <= 1.0 and torch.isfinite(recon).all()
     assert features.shape == (3, 32, 8, 8, 8)
@@ -105,7 +98,7 @@ def test_autoencoder_round_trip_keeps_shape_and_range(bundle, records):
 def test_latent_cache_holds_every_flip_variant(bundle, cohort, records):
     cache = LatentCache.read(bundle / "runs" / "latents.safetensors")
     assert sorted(cache.case_ids) == sorted(records.case_ids)
-    assert tuple(cache.tensors["mu"].shape) == (8, len(FLIPS), 4, 8, 8, 8)
+    assert tuple(cache.tensors["mu"].shape) == (8, len(FLIPS), get_preset("tiny").ae.latent_channels, 8, 8, 8)
     assert cache.tensors["tumour"].shape == (8, 32, 32, 32) and int(cache.tensors["val"].sum()) == 2
     b = load_bundle(bundle)
     ae = b.load_into("autoencoder", build_autoencoder(section_from_dict(AEConfig, b.network_config("autoencoder"))))
@@ -128,9 +121,9 @@ def test_latent_cache_holds_every_flip_variant(bundle, cohort, records):
 def test_controlnet_at_initialisation_leaves_the_unet_unchanged():
     cfg = get_preset("tiny")
     torch.manual_seed(0)
-    unet = build_unet(cfg.ldm, 4).eval()
+    unet = build_unet(cfg.ldm, cfg.ae.latent_channels).eval()
     controlnet = init_from_unet(build_controlnet(cfg.controlnet, cfg.ldm, cfg.ae), unet).eval()
-    x, t = torch.randn(2, 4, 8, 8, 8), torch.tensor([10, 700])
+    x, t = torch.randn(2, cfg.ae.latent_channels, 8, 8, 8), torch.tensor([10, 700])
     labels, cond = torch.tensor([0, 1]), (torch.rand(2, 4, 32, 32, 32) > 0.5).float()
     with torch.no_grad():
         plain = unet(x=x, timesteps=t, class_labels=labels)
@@ -159,7 +152,7 @@ def test_few_steps_lower_the_autoencoder_loss(records, tmp_path):
     torch.manual_seed(0)
     stage = AEStage(get_preset("tiny").ae)
     before = stage.validate([batch])
-    _fit(stage, data, tmp_path, "ae", lr=2e-3)
+    _fit(stage, data, tmp_path, "ae", lr=2e-3, epochs=5)
     after = stage.validate([batch])
     assert after["l1"] < 0.8 * before["l1"] and after["psnr"] > before["psnr"] + 1.0
 
@@ -170,7 +163,7 @@ def test_few_steps_lower_the_diffusion_losses(bundle, tmp_path):
     batch = collate([data[i] for i in range(len(data))])
     cfg = get_preset("tiny")
     torch.manual_seed(0)
-    ldm = LDMStage(cfg.ldm, 4, cache.latent_shape, cache.scale_factor())
+    ldm = LDMStage(cfg.ldm, cache.latent_channels, cache.latent_shape, cache.scale_factor())
     before = ldm.validate([batch])["loss"]
     _fit(ldm, data, tmp_path, "ldm")
     after = ldm.validate([batch])["loss"]
@@ -180,7 +173,7 @@ def test_few_steps_lower_the_diffusion_losses(bundle, tmp_path):
     cn = ControlNetStage(cn_cfg, cfg.ldm, cfg.ae, ldm.unet, cache.latent_shape, cache.scale_factor())
     before_cn = cn.validate([batch])["loss"]
     unet_before = {k: v.clone() for k, v in ldm.unet.state_dict().items()}
-    _fit(cn, data, tmp_path, "cn")
+    _fit(cn, data, tmp_path, "cn", epochs=6)
     assert cn.validate([batch])["loss"] < before_cn
     assert all(torch.equal(v, ldm.unet.state_dict()[k]) for k, v in unet_before.items())  # the UNet stays frozen
 
@@ -192,7 +185,7 @@ def test_resume_reproduces_an_uninterrupted_run(bundle, tmp_path, stage_name):
 
     def make():
         torch.manual_seed(0)
-        ldm = LDMStage(cfg.ldm, 4, cache.latent_shape, cache.scale_factor())
+        ldm = LDMStage(cfg.ldm, cache.latent_channels, cache.latent_shape, cache.scale_factor())
         if stage_name == "ldm":
             return ldm, ldm.unet
         cn = ControlNetStage(cfg.controlnet, cfg.ldm, cfg.ae, ldm.unet, cache.latent_shape, cache.scale_factor())

@@ -59,7 +59,7 @@ class AEConfig:
     """NeoGen autoencoder (MONAI AutoencoderKL): ``len(channels) - 1`` stride-2 stages (3 levels = 4x)."""
 
     channels: tuple[int, ...] = (8, 16, 32)
-    latent_channels: int = 4
+    latent_channels: int = 8
     num_res_blocks: int = 1
     norm_num_groups: int = 8  # must divide every entry of channels
     with_nonlocal_attn: bool = False  # self-attention at the bottleneck (costly on CPU)
@@ -68,7 +68,13 @@ class AEConfig:
     adversarial_warmup_epochs: int = 5
     discriminator_channels: int = 32
     augment: AugmentConfig = field(default_factory=lambda: AugmentConfig(rotate_deg=0.0, gain=0.0, offset=0.0))  # flips
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=20, batch_size=4, lr=1e-3))
+    # random crops of every training volume (the TLCR's cube, centred in the body; no labels needed),
+    # trained on beside the TLCR patches: neonet_core.patches.cohort_crops. On the 128-case phantom
+    # (102 training cases, 26 held out) the held-out PSNR after ~760 steps was 19.1 dB for 4 latent
+    # channels at a constant 1e-3, 20.7 dB for 8 channels with this cosine schedule (README "Quality")
+    crops_per_case: int = 4
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=6, batch_size=4, lr=2e-3, lr_schedule="cosine",
+                                                                   warmup_fraction=0.05))
 
 
 @dataclass
@@ -131,7 +137,7 @@ class ClsConfig:
     round_trip: bool = True
     # warm-up + cosine decay and the EMA of the weights at the end of the run (no best-epoch pick on a
     # few validation patients: on the phantom that pick was noise, see README "Quality")
-    train: TrainConfig = field(default_factory=lambda: cls_schedule(epochs=60, lr=3e-3))
+    train: TrainConfig = field(default_factory=lambda: cls_schedule(epochs=40, lr=3e-3))
 
 
 def cls_schedule(epochs: int, lr: float) -> TrainConfig:

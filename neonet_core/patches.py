@@ -8,6 +8,12 @@ of the crop (kept in memory only: it places a patch back on its scanner grid).
 Preprocessing is per patch (TLCR crop + the patch's own robust percentiles, see
 :mod:`neonet_core.normalize`): nothing is pooled over cases, so a cached set can be sliced into any
 training / validation split without leakage.
+
+Random crops (:func:`cohort_crops`): label-free training data for the NeoGen autoencoder. Each case
+gives ``per_case`` cubes of the TLCR's physical size and voxel grid, centred on random voxels inside
+the body, normalised like a TLCR patch. Their case ids are ``<case_id>#crop<j>`` (patient, label and
+masks those of the case); :func:`crops_of_cases` picks the crops of a split's cases. Crops are never
+classifier inputs.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -153,22 +160,127 @@ def extract_patches(cases, cfg) -> PatchSet:
                     np.stack(tumours), np.stack(anatomies), rois=rois)
 
 
-def cohort_patches(cases, cfg, cache_dir=None) -> PatchSet:
-    """The patches of ``cases``, cached as ``cache_dir/patches.npz`` keyed by the preprocessing and
-    the case files (a changed key recrops). ``cfg``: NeoNetConfig or PreprocessConfig."""
+def _cached(cache_dir, name: str, key_data, build) -> PatchSet:
+    """``build()``, cached as ``cache_dir/<name>.npz`` + ``<name>.key`` (the hash of ``key_data``;
+    a changed key rebuilds). ``cache_dir`` None: no cache."""
     if cache_dir is None:
-        return extract_patches(cases, cfg)
-    preprocess = getattr(cfg, "preprocess", cfg)
-    path, key_file = Path(cache_dir) / "patches.npz", Path(cache_dir) / "patches.key"
-    key = hashlib.sha256(json.dumps([dataclasses.asdict(preprocess), [(c.case_id, str(c.image), str(c.tumor_mask), str(c.anatomy_mask))
-                                                                      for c in cases]], sort_keys=True).encode()).hexdigest()[:16]
+        return build()
+    path, key_file = Path(cache_dir) / f"{name}.npz", Path(cache_dir) / f"{name}.key"
+    key = hashlib.sha256(json.dumps(key_data, sort_keys=True).encode()).hexdigest()[:16]
     if path.exists() and key_file.exists() and key_file.read_text().strip() == key:
         return PatchSet.load(path)
-    patches = extract_patches(cases, preprocess)
+    patches = build()
     Path(cache_dir).mkdir(parents=True, exist_ok=True)
     patches.save(path)
     write_text_atomic(key_file, key + "\n")
     return patches
 
 
-__all__ = ["Patch", "PatchSet", "case_patch", "extract_patches", "cohort_patches"]
+def _cases_key(cases) -> list:
+    return [(c.case_id, str(c.image), str(c.tumor_mask), str(c.anatomy_mask)) for c in cases]
+
+
+def cohort_patches(cases, cfg, cache_dir=None) -> PatchSet:
+    """The patches of ``cases``, cached as ``cache_dir/patches.npz`` keyed by the preprocessing and
+    the case files (a changed key recrops). ``cfg``: NeoNetConfig or PreprocessConfig."""
+    preprocess = getattr(cfg, "preprocess", cfg)
+    return _cached(cache_dir, "patches", [dataclasses.asdict(preprocess), _cases_key(cases)],
+                   lambda: extract_patches(cases, preprocess))
+
+
+# --- random crops (the autoencoder's label-free training data) ----------------------------------
+CROP_SEPARATOR = "#crop"
+_CROP_VERSION = 1  # part of the cache key: bump when the crop rule changes
+
+
+def crop_centres(image, roi_mm, count: int, rng: np.random.Generator) -> np.ndarray:
+    """``count`` random crop centres (count, 3) in LPS mm: voxel centres inside the body
+    (:func:`neonet_core.phantom.background.body_mask`), where possible far enough from the image
+    edges that a cube of ``roi_mm`` lies inside the image (else anywhere in the body, else anywhere)."""
+    from neonet_core.phantom.background import body_mask
+
+    array = image.array
+    floor, top = (float(v) for v in np.percentile(array, [1, 99]))
+    body = body_mask(array.astype(np.float32, copy=False), floor, top) if top > floor else np.ones(array.shape, bool)
+    half = np.broadcast_to(np.asarray(roi_mm, dtype=np.float64), (3,))[::-1] / 2.0 / np.asarray(image.spacing)[::-1]  # (k, j, i)
+    inside = np.zeros(array.shape, dtype=bool)
+    box = []
+    for n, h in zip(array.shape, half):
+        lo, hi = int(np.ceil(h - 0.5)), int(np.floor(n - 0.5 - h))
+        box.append(slice(lo, hi + 1) if lo <= hi else slice((n - 1) // 2, n // 2 + 1))  # too short: the middle
+    inside[tuple(box)] = True
+    for candidates in (body & inside, body, np.ones(array.shape, bool)):
+        flat = np.flatnonzero(candidates)
+        if flat.size:
+            break
+    picked = rng.choice(flat, size=count, replace=flat.size < count)
+    k, j, i = np.unravel_index(picked, array.shape)
+    return image.index_to_physical(np.stack([i, j, k], 1).astype(np.float64))
+
+
+def case_crops(case, cfg, per_case: int, seed: int) -> tuple[list, np.ndarray, np.ndarray, np.ndarray]:
+    """(ROIs, images, tumour, anatomy) of ``per_case`` random crops of one case (read once), each the
+    TLCR's cube (roi_mm, patch_size) on the image's axes, padded and normalised as a TLCR patch.
+    Deterministic for (seed, case_id)."""
+    from neonet_core.manifest import load_case
+    from neonet_core.normalize import normalise_from_config
+    from neonet_core.tlcr import ROI, background_value, crop_patch
+
+    preprocess = getattr(cfg, "preprocess", cfg)
+    image, tumour, anatomy = load_case(case)
+    rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, zlib.crc32(case.case_id.encode())])
+    background = background_value(image)
+    rois, images, tumours, anatomies = [], [], [], []
+    for centre in crop_centres(image, preprocess.roi_mm, per_case, rng):
+        roi = ROI(centre, preprocess.roi_mm, image.direction)
+        images.append(normalise_from_config(crop_patch(image, roi, preprocess.patch_size, "linear", background), preprocess).array)
+        masks = [crop_patch(m, roi, preprocess.patch_size, "nearest", 0).array if m is not None else None for m in (tumour, anatomy)]
+        masks = [np.zeros(images[-1].shape, np.uint8) if m is None else m.astype(np.uint8) for m in masks]
+        tumours.append(masks[0])
+        anatomies.append(masks[1])
+        rois.append(roi)
+    return rois, np.stack(images).astype(np.float32), np.stack(tumours), np.stack(anatomies)
+
+
+def extract_crops(cases, cfg, per_case: int, seed: int) -> PatchSet:
+    """``per_case`` random crops of each real case among ``cases`` (see :func:`case_crops`)."""
+    real = [c for c in cases if not c.synthetic]
+    if per_case < 1 or not real:
+        return PatchSet.empty((getattr(cfg, "preprocess", cfg).patch_size,) * 3)
+    ids, patients, labels, rois, images, tumours, anatomies = [], [], [], [], [], [], []
+    with Progress(len(real), "crops") as bar:
+        for case in real:
+            r, im, t, a = case_crops(case, cfg, per_case, seed)
+            ids += [f"{case.case_id}{CROP_SEPARATOR}{j}" for j in range(per_case)]
+            patients += [case.patient_id] * per_case
+            labels += [-1 if case.label is None else int(case.label)] * per_case
+            rois += r
+            images.append(im)
+            tumours.append(t)
+            anatomies.append(a)
+            bar.update(1)
+    return PatchSet(ids, patients, np.concatenate(images), labels, np.concatenate(tumours), np.concatenate(anatomies), rois=rois)
+
+
+def cohort_crops(cases, cfg, per_case: int, seed: int, cache_dir=None) -> PatchSet:
+    """``per_case`` random crops of every case (the autoencoder's label-free training data; never a
+    classifier's input), cached as ``cache_dir/crops.npz`` keyed by the preprocessing, ``per_case``,
+    ``seed`` and the case files. ``cfg``: NeoNetConfig or PreprocessConfig."""
+    preprocess = getattr(cfg, "preprocess", cfg)
+    key = [dataclasses.asdict(preprocess), int(per_case), int(seed), _CROP_VERSION, _cases_key(cases)]
+    return _cached(cache_dir, "crops", key, lambda: extract_crops(cases, preprocess, per_case, seed))
+
+
+def crop_source(case_id: str) -> str:
+    """The case a crop came from (``case_000#crop3`` -> ``case_000``)."""
+    return case_id.rpartition(CROP_SEPARATOR)[0] or case_id
+
+
+def crops_of_cases(crops: PatchSet, cases) -> PatchSet:
+    """The crops of manifest ``cases`` (anything with a ``case_id``), in the crops' order."""
+    wanted = {c.case_id for c in cases}
+    return crops.take([i for i, c in enumerate(crops.case_ids) if crop_source(c) in wanted])
+
+
+__all__ = ["Patch", "PatchSet", "case_patch", "extract_patches", "cohort_patches", "cohort_crops", "extract_crops",
+           "case_crops", "crop_centres", "crops_of_cases", "crop_source", "CROP_SEPARATOR"]

@@ -26,21 +26,34 @@ from neonet_core.neogen.data import ImagePatches, LatentCache, write_latent_cach
 from neonet_core.neogen.loaders import load_autoencoder, load_ldm
 from neonet_core.neogen.stages import AEStage, ControlNetStage, LDMStage
 from neonet_core.patches import PatchSet
+from neonet_core.progress import emit
 
 CACHE_NAME = "latents.safetensors"
 NEOGEN_STAGES = ("ae", "ldm", "controlnet")  # run names, in training order
 NETWORKS = {"ae": "autoencoder", "ldm": "ldm", "controlnet": "controlnet"}
 
 
-def train_autoencoder(train: PatchSet, val: PatchSet, cfg, bundle_dir, device="auto", resume: bool = False) -> Path:
-    """Train the AutoencoderKL on ``train`` patches (validating on ``val``), add it to the bundle,
-    then encode every patch into the latent cache."""
+def train_autoencoder(train: PatchSet, val: PatchSet, cfg, bundle_dir, device="auto", resume: bool = False,
+                      crops: PatchSet | None = None) -> Path:
+    """Train the AutoencoderKL on the ``train`` patches plus ``crops`` (random crops of the training
+    cases, :func:`neonet_core.patches.cohort_crops`; no labels needed), validating on the ``val``
+    patches (held-out patients' TLCR patches), add it to the bundle, then encode every patch (not the
+    crops) into the latent cache. The summary records the held-out PSNR (dB): ``val_psnr`` of the
+    published weights and ``best_val_psnr``; it is also emitted as a ``summary`` event."""
+    crops = crops if crops is not None else PatchSet.empty(train.images.shape[1:])
+    leaked = set(crops.patient_ids) & set(val.patient_ids)
+    if leaked:
+        raise NeoNetError(f"autoencoder crops of validation patient(s) {', '.join(sorted(leaked)[:5])}: crop the training cases only")
+    fit_set = train + crops
     tcfg = cfg.ae.train
-    warmup = cfg.ae.adversarial_warmup_epochs * (steps_for(len(train), tcfg) // max(tcfg.epochs, 1))
-    stage, result = fit_stage(lambda: AEStage(cfg.ae, warmup), ImagePatches(train), ImagePatches(val), tcfg,
+    warmup = cfg.ae.adversarial_warmup_epochs * (steps_for(len(fit_set), tcfg) // max(tcfg.epochs, 1))
+    stage, result = fit_stage(lambda: AEStage(cfg.ae, warmup), ImagePatches(fit_set), ImagePatches(val), tcfg,
                               run_dir(bundle_dir, "ae"), device, resume)
     net_config = {**dataclasses.asdict(cfg.ae), "preprocess": dataclasses.asdict(cfg.preprocess)}
-    publish(bundle_dir, cfg, ["preprocess", "ae"], {"autoencoder": (stage.ae, net_config)}, "ae", summary(result, len(train), len(val)))
+    psnr = {"val_psnr": result.last_metrics.get("psnr"), "best_val_psnr": result.best_score}
+    publish(bundle_dir, cfg, ["preprocess", "ae"], {"autoencoder": (stage.ae, net_config)}, "ae",
+            summary(result, len(train), len(val), crops=len(crops), **psnr))
+    emit("summary", stage="ae", steps=result.steps, train_patches=len(train), crops=len(crops), val_cases=len(val), **psnr)
     latent_cache(bundle_dir, train, val, device)
     return Path(bundle_dir)
 

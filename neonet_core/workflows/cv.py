@@ -41,7 +41,8 @@ from neonet_core.patches import PatchSet, cohort_patches
 from neonet_core.progress import emit
 from neonet_core.splits import assign_folds, check_no_leakage, fold_split, hold_out
 from neonet_core.workflows.quality import neogen_quality
-from neonet_core.workflows.training import balance_synthetic, check_patch_leakage, choose_threshold, fit_classifier, read_cohort, train_neogen
+from neonet_core.workflows.training import (autoencoder_crops, balance_synthetic, bundle_has, check_patch_leakage, choose_threshold,
+                                           fit_classifier, read_cohort, train_neogen)
 
 PLAN = "cv_plan.json"
 RESULT = "result.json"
@@ -122,7 +123,8 @@ def prepare(manifest, out_dir, n_folds: int = 5, config="tiny", seed: int = 0) -
 
 
 def run_fold(k: int, cfg: NeoNetConfig, cases, folds, patches: PatchSet, specs, out_dir, device) -> dict[str, dict]:
-    """Run fold ``k`` for every model in ``specs``; returns {model name: result dict}."""
+    """Run fold ``k`` for every model in ``specs``; returns {model name: result dict}. The fold's
+    autoencoder also trains on random crops of its training cases (cached in ``out_dir`` for all folds)."""
     from neonet_core.neocls.data import model_input
     from neonet_core.neocls.metrics import roc_auc
     from neonet_core.neocls.models import get_classifier
@@ -133,7 +135,7 @@ def run_fold(k: int, cfg: NeoNetConfig, cases, folds, patches: PatchSet, specs, 
     results = {s.name: json.loads((fold_dir / s.name / RESULT).read_text()) for s in specs if s not in todo}
     if not todo:
         return results
-    cfg = cfg.with_overrides(seed=cfg.seed + k)
+    base_cfg, cfg = cfg, cfg.with_overrides(seed=cfg.seed + k)
     train_cases, val_cases = fold_split(cases, folds, k)
     inner_train, inner_val = hold_out(train_cases, cfg.val_fraction, cfg.seed, fold_dir).apply(train_cases)
     check_no_leakage(train_cases, val_cases)
@@ -145,7 +147,8 @@ def run_fold(k: int, cfg: NeoNetConfig, cases, folds, patches: PatchSet, specs, 
     timings, synthetic = {}, PatchSet.empty(patches.images.shape[1:])
     if need_ae or need_gen:
         t0 = time.perf_counter()
-        train_neogen(train, inner_val_patches, cfg, bundle_dir, device, generative=need_gen)
+        crops = None if bundle_has(bundle_dir, "autoencoder") else autoencoder_crops(cases, inner_train, base_cfg, out_dir)
+        train_neogen(train, inner_val_patches, cfg, bundle_dir, device, generative=need_gen, crops=crops)
         timings["neogen_train_s"] = time.perf_counter() - t0
     if need_gen:
         t0 = time.perf_counter()

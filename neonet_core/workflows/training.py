@@ -16,7 +16,7 @@ from pathlib import Path
 from neonet_core.config import NeoNetConfig, resolve_config
 from neonet_core.errors import BundleError, NeoNetError
 from neonet_core.labels import CLASS_NAMES
-from neonet_core.patches import PatchSet, cohort_patches
+from neonet_core.patches import PatchSet, cohort_crops, cohort_patches, crops_of_cases
 from neonet_core.progress import emit
 from neonet_core.splits import check_no_leakage, hold_out
 
@@ -45,13 +45,24 @@ def _checkpoint(bundle_dir, run: str) -> bool:
     return (run_dir(bundle_dir, run) / "checkpoint.pt").exists()
 
 
-def train_neogen(train: PatchSet, val: PatchSet, cfg: NeoNetConfig, bundle_dir, device, generative: bool = True) -> None:
-    """Train (or finish) NeoGen in ``bundle_dir``: the autoencoder, and the LDM + ControlNet if ``generative``."""
+def autoencoder_crops(cases, train_cases, cfg: NeoNetConfig, cache_dir) -> PatchSet | None:
+    """``cfg.ae.crops_per_case`` random crops of each of ``train_cases`` (the autoencoder's label-free
+    data; cropped from all ``cases`` once, cached in ``cache_dir``, seeded by ``cfg.seed``); None when 0."""
+    if cfg.ae.crops_per_case < 1:
+        return None
+    return crops_of_cases(cohort_crops(cases, cfg, cfg.ae.crops_per_case, cfg.seed, cache_dir), train_cases)
+
+
+def train_neogen(train: PatchSet, val: PatchSet, cfg: NeoNetConfig, bundle_dir, device, generative: bool = True,
+                 crops: PatchSet | None = None) -> None:
+    """Train (or finish) NeoGen in ``bundle_dir``: the autoencoder (on ``train`` + ``crops``), and the
+    LDM + ControlNet if ``generative``."""
     from neonet_core.neogen.training import NETWORKS, TRAINERS
 
     for run in ("ae", "ldm", "controlnet") if generative else ("ae",):
         if not bundle_has(bundle_dir, NETWORKS[run]):
-            TRAINERS[run](train, val, cfg, bundle_dir, device, resume=_checkpoint(bundle_dir, run))
+            extra = {"crops": crops} if run == "ae" else {}
+            TRAINERS[run](train, val, cfg, bundle_dir, device, resume=_checkpoint(bundle_dir, run), **extra)
 
 
 def balance_synthetic(bundle_dir, train: PatchSet, seed: int, device, cache=None) -> PatchSet:
@@ -190,7 +201,8 @@ def train_stage(stage: str, manifest, config, bundle_dir, device, resume: bool =
     if stage == "ae" and bundle_has(bundle_dir, NETWORKS[stage]) and not resume:
         raise NeoNetError(f"{bundle_dir}: the bundle already holds an autoencoder; use --resume or a new folder")
     patches = cohort_patches(cases, cfg, run_dir(bundle_dir, "patches"))
-    return TRAINERS[stage](patches.of_cases(train_cases), patches.of_cases(val_cases), cfg, bundle_dir, device, resume)
+    extra = {"crops": autoencoder_crops(train_cases, train_cases, cfg, run_dir(bundle_dir, "patches"))} if stage == "ae" else {}
+    return TRAINERS[stage](patches.of_cases(train_cases), patches.of_cases(val_cases), cfg, bundle_dir, device, resume, **extra)
 
 
 def train_all(manifest, config, bundle_dir, device, resume: bool = False, cv_dir=None, seg: bool = True) -> Path:
@@ -208,11 +220,12 @@ def train_all(manifest, config, bundle_dir, device, resume: bool = False, cv_dir
     if seg and not bundle_has(bundle_dir, "seg"):
         train_seg(train_cases, val_cases, cfg, bundle_dir, device, resume=_checkpoint(bundle_dir, "seg"))
     patches = cohort_patches(cases, cfg, run_dir(bundle_dir, "patches"))
-    train_neogen(patches.of_cases(train_cases), patches.of_cases(val_cases), cfg, bundle_dir, device, generative=True)
+    crops = autoencoder_crops(train_cases, train_cases, cfg, run_dir(bundle_dir, "patches")) if not bundle_has(bundle_dir, "autoencoder") else None
+    train_neogen(patches.of_cases(train_cases), patches.of_cases(val_cases), cfg, bundle_dir, device, generative=True, crops=crops)
     if not bundle_has(bundle_dir, "cls"):
         train_cls(manifest, cfg, bundle_dir, device, resume=True, neogen=True, cv_dir=cv_dir)
     return bundle_dir
 
 
-__all__ = ["read_cohort", "train_stage", "train_neogen", "balance_synthetic", "fit_classifier", "train_cls", "train_all",
+__all__ = ["read_cohort", "train_stage", "train_neogen", "autoencoder_crops", "balance_synthetic", "fit_classifier", "train_cls", "train_all",
            "choose_threshold", "check_patch_leakage", "bundle_has"]
