@@ -117,7 +117,7 @@ class NeoNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def cleanup(self):
         self.removeObservers()
-        for running in (self.job, self.probe):
+        for running in (self.job, self.probe, self.logic and self.logic.warm_worker):
             if running is not None:
                 running.cancel()
         self.timer.stop()
@@ -212,6 +212,7 @@ class NeoNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.devices = devices.known()
         if self.devices is not None:
             self.fillDevices(self.device())
+            self.startWarmWorker()
         elif self.blocked is None:
             self.probe = devices.start_probe()
             self.timer.start()
@@ -224,6 +225,14 @@ class NeoNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             if self.probe.finished:
                 self.devices = probe_result(self.probe)
                 self.fillDevices(self.device())
+                if self.devices is not None:
+                    self.startWarmWorker()
+
+    def startWarmWorker(self):
+        """PyTorch is there: start the process that runs the jobs now, so a click does not wait for imports."""
+        from NeoNetSlicerLib.worker import shared_worker
+
+        self.logic.warm_worker = shared_worker().start()
 
     def onInputChanged(self, *unused):
         self.writeParameters()

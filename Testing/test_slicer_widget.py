@@ -36,6 +36,7 @@ import slicer_app_shim  # noqa: E402
 from NeoNetSlicerLib import nodes  # noqa: E402
 from NeoNetSlicerLib.sampledata import SAMPLE_FILES, sample_data_dir  # noqa: E402
 from NeoNetSlicerLib.scene import SceneContext, load_volume, standalone_scene  # noqa: E402
+from NeoNetSlicerLib.worker import WorkerRun  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -235,11 +236,15 @@ def test_predict_through_the_panel_and_use_its_result(env, tmp_path):
     panel = env.open_panel()
     volume = sample_volume(env)
     panel.ui.deviceComboBox.currentIndex = combo_items(panel.ui.deviceComboBox).index("CPU")
+    settle(env.qapp, lambda: panel.devices is not None)  # PyTorch answered: the panel starts its warm worker
+    worker = panel.logic.warm_worker
+    assert worker is not None and worker.alive
     panel.ui.predictButton.click()
     assert panel.job is not None and panel.ui.cancelButton.enabled and not panel.ui.predictButton.enabled
     settle(env.qapp, lambda: panel.job is None)
     out = panel.lastOutput
     assert out is not None, panel.ui.statusLabel.text
+    assert isinstance(panel.lastJob.runner, WorkerRun) and panel.lastJob.runner.pid == worker.pid and worker.alive
     assert panel.ui.statusLabel.text.startswith("NeoNetPhantom: p(PNI) = ") and panel.ui.statusLabel.text.endswith("on cpu")
     assert panel.ui.probabilityLabel.text == f"{out.probability:.2f}" and panel.ui.labelLabel.text == out.label
     text = panel.ui.explanationLabel.text.splitlines()
@@ -273,6 +278,9 @@ def test_predict_through_the_panel_and_use_its_result(env, tmp_path):
     panel.ui.exportButton.click()
     assert "already exists" in panel.ui.statusLabel.text  # never overwritten
     assert combo_items(panel.ui.inputVolumeSelector) == ["NeoNetPhantom"]  # the attention map is no input
+    panel.ui.predictButton.click()  # again: the same warm process answers
+    settle(env.qapp, lambda: panel.job is None)
+    assert panel.lastOutput is not None and panel.lastJob.runner.pid == worker.pid
 
 
 @needs_torch

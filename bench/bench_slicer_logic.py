@@ -6,7 +6,8 @@
 Without --bundle it uses Resources/Models/neonet-demo, or else trains a tiny bundle with the
 library's training functions into a temporary folder first (about a minute on a laptop CPU).
 Prints the median seconds of each stage over the repeats (the first Logic call, which loads the
-bundle, is reported apart) and the ratios Logic / CLI.
+bundle, is reported apart) and the ratios Logic / CLI; then the panel's Predict job (click to result
+in the scene) in a new process per job against the panel's warm worker.
 """
 
 from __future__ import annotations
@@ -61,6 +62,34 @@ def cli_runs(bundle: Path, image_file: Path, seg_file: Path, repeats: int, devic
     return runs
 
 
+def panel_job_runs(bundle: Path, image_file: Path, seg_file: Path, repeats: int, device: str) -> dict[str, list[float]]:
+    """Seconds from the panel's Predict click (``start_predict``) to its result in the scene: each job
+    in a new ``neonet`` process ("cold"), and in the warm worker the panel starts when it opens
+    ("warm"; the worker is ready before the first click, as after the panel has been open a few seconds)."""
+    from NeoNetSlicerLib.logic import NeoNetLogic
+    from NeoNetSlicerLib.scene import load_segmentation, load_volume, standalone_scene
+    from NeoNetSlicerLib.worker import WarmWorker
+
+    context = standalone_scene()
+    volume, segmentation = load_volume(context, image_file), load_segmentation(context, seg_file)
+    logic = NeoNetLogic(context.scene, context.app_logic)
+    times: dict[str, list[float]] = {"cold": [], "warm": []}
+    worker = WarmWorker().start()
+    try:
+        while not worker.ready:
+            worker.pump()
+            time.sleep(0.05)
+        for mode in ("cold", "warm"):
+            logic.warm_worker = worker if mode == "warm" else None
+            for _ in range(repeats):
+                t = time.perf_counter()
+                logic.start_predict(volume, segmentation, bundle=bundle, device=device).wait()
+                times[mode].append(time.perf_counter() - t)
+    finally:
+        worker.stop()
+    return times
+
+
 def median(runs: list[dict], key: str) -> float | None:
     values = [r[key] for r in runs if key in r]
     return statistics.median(values) if values else None
@@ -95,6 +124,7 @@ def main() -> int:
               f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}")
         logic = logic_runs(bundle, image_file, seg_file, args.repeats, args.device)
         cli = cli_runs(bundle, image_file, seg_file, args.repeats, args.device, work)
+        jobs = panel_job_runs(bundle, image_file, seg_file, args.repeats, args.device)
     first, warm = logic[0], logic[1:]
     stages = ["mrml_in", "load", "predict_localise", "predict_crop", "predict_classify", "predict_attention", "predict_map_back", "mrml_out"]
     print(f"\n{'stage':<20}{'Logic first':>12}{'Logic warm':>12}{'CLI':>10}{'Logic/CLI':>11}   (median s over {args.repeats} runs)")
@@ -110,7 +140,12 @@ def main() -> int:
     print(f"{'CLI process wall':<20}{'':>12}{'':>12}{cli_wall:>10.3f}   (start Python + import torch + load bundle + predict + write)")
     print(f"\nLogic warm call / CLI process: {logic_total / cli_wall:.2f} (the Logic keeps the bundle loaded; "
           f"files into nodes once: {first['load_files']:.3f} s)")
+    cold, warm_job = statistics.median(jobs["cold"]), statistics.median(jobs["warm"])
+    print(f"Panel Predict click -> result in the scene: {cold:.2f} s with a new process per job, {warm_job:.2f} s in the "
+          f"warm worker (ratio {warm_job / cold:.2f}; median of {args.repeats})")
     from _table import row
+
+    row("Panel Predict job: warm worker vs new process", warm_job, cold, "s")
 
     row("Slicer Logic warm call vs neonet predict process", logic_total, cli_wall, "s")
     row("Slicer Logic library stages vs CLI's", logic_lib, cli_lib, "s")

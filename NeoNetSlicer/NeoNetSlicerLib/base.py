@@ -105,6 +105,7 @@ class LogicBase:
         self._segmenters: dict[tuple[str, str], object] = {}  # NeoSeg, per (bundle, device)
         self.slicer = slicer
         self.cli_command = cli_command  # arguments -> argv of the background process (the neonet CLI)
+        self.warm_worker = None  # a NeoNetSlicerLib.worker.WarmWorker running the jobs (the panel sets one), else cold processes
 
     @property
     def scene(self):
@@ -197,4 +198,5 @@ class LogicBase:
 
     def _start_job(self, name: str, arguments: list, device: str, load, work: Path) -> Job:
         """Start ``neonet <arguments> --device device`` on ``work``; ``load(work)`` fills the nodes at the end."""
-        return Job(name, arguments, device, load, work, command=self.cli_command).start()
+        worker = self.warm_worker if self.cli_command is cli_command else None  # a test's own command runs cold
+        return Job(name, arguments, device, load, work, command=self.cli_command, worker=worker).start()

@@ -2,8 +2,9 @@
 
 A :class:`Job` is polled by the Widget's timer (``job.poll()`` never blocks) or run to the end with
 ``job.wait()``. It writes its inputs into a private work folder, runs the CLI with
-``--progress json``, reruns on the CPU after a GPU out-of-memory failure (a ``warning`` event says
-so), and on success calls its ``load`` step, which fills NeoNet's output nodes. Cancel kills the
+``--progress json`` (in the panel's warm worker process when there is one, see
+:mod:`NeoNetSlicerLib.worker`), reruns on the CPU after a GPU out-of-memory failure (a ``warning``
+event says so), and on success calls its ``load`` step, which fills NeoNet's output nodes. Cancel kills the
 whole process group; nothing is loaded then. Every line the CLI wrote is kept (:meth:`Job.log_text`);
 the work folder is removed after a success or a cancel, and kept after a failure (the log says where).
 """
@@ -32,10 +33,13 @@ class JobError(RuntimeError):
 class Job:
     """One CLI run with its work folder. ``load(workdir) -> result`` runs in the caller's thread at the end."""
 
-    def __init__(self, name: str, arguments: list, device: str, load, workdir: Path, command=cli_command, env=None):
+    def __init__(self, name: str, arguments: list, device: str, load, workdir: Path, command=cli_command, env=None,
+                 worker=None):
+        """``worker``: a :class:`NeoNetSlicerLib.worker.WarmWorker` running the CLI (``command`` is then
+        not used); None: each run is a new ``command(arguments)`` process."""
         self.name, self.arguments, self.device, self._load = name, [str(a) for a in arguments], device, load
         self.workdir = Path(workdir)
-        self._command, self._env = command, env or library_env()
+        self._command, self._env, self._worker = command, env or library_env(), worker
         self.runner: CLIRunner | None = None
         self.runs: list[CLIRunner] = []  # the first run, then the CPU rerun after a GPU ran out of memory
         self.result = None
@@ -49,7 +53,11 @@ class Job:
         return self
 
     def _launch(self, device: str) -> None:
-        self.runner = CLIRunner().start(self._command(set_device_argument(self.arguments, device)), self._env)
+        arguments = set_device_argument(self.arguments, device)
+        if self._worker is not None:
+            self.runner = self._worker.submit(arguments)
+        else:
+            self.runner = CLIRunner().start(self._command(arguments), self._env)
         self.runs.append(self.runner)
         self.current_device = device
 

@@ -96,7 +96,8 @@ class CLIRunner:
         self._stderr: list[str] = []
         self._threads: list[threading.Thread] = []
 
-    def start(self, command: list[str], env: dict | None = None, cwd: str | Path | None = None) -> "CLIRunner":
+    def start(self, command: list[str], env: dict | None = None, cwd: str | Path | None = None, stdin: bool = False) -> "CLIRunner":
+        """Launch ``command``; ``stdin`` True keeps its input open for :meth:`send` (else it reads nothing)."""
         if self.process is not None:
             raise RuntimeError("this runner already started a process; make a new CLIRunner")
         self.command = [str(c) for c in command]
@@ -104,7 +105,7 @@ class CLIRunner:
             self.command,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
             encoding="utf-8",
             errors="replace",
             bufsize=1,
@@ -119,6 +120,11 @@ class CLIRunner:
         for thread in self._threads:
             thread.start()
         return self
+
+    def send(self, line: str) -> None:
+        """Write one line to the process's input (started with ``stdin=True``)."""
+        self.process.stdin.write(line.rstrip("\n") + "\n")
+        self.process.stdin.flush()
 
     # --- reading -----------------------------------------------------------------------------
     def _read_stdout(self) -> None:

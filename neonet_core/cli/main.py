@@ -20,7 +20,7 @@ from neonet_core.fileio import os_problem
 from neonet_core.progress import MODES, JsonLinesOnly, set_default_mode
 
 # Subcommand modules under neonet_core.cli, in the order `neonet --help` lists them.
-COMMAND_MODULES = ["phantom", "cohort", "crop", "train", "segment", "generate", "balance", "cv", "predict", "demo", "bundle"]
+COMMAND_MODULES = ["phantom", "cohort", "crop", "train", "segment", "generate", "balance", "cv", "predict", "demo", "bundle", "worker"]
 
 
 def build_parser() -> argparse.ArgumentParser:
