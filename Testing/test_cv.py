@@ -180,3 +180,25 @@ def test_cv_end_to_end_beats_chance_and_resumes(tmp_path):
     run_cv(manifest, out, ["pattennet:neogen"], n_folds=2, config=tmp_path / "micro.json", device="cpu")
     assert (out / "fold_0" / "pattennet+neogen" / "result.json").stat().st_mtime_ns == stamp
     assert len(collect(out)[1]["pattennet+neogen"]) == 2
+
+
+@pytest.mark.slow
+def test_a_seeded_cv_run_gives_the_same_figures_and_another_seed_other_ones(tmp_path):
+    """Same seed, two folders: identical out-of-fold probabilities (NeoGen, synthetic patches,
+    classifiers); another seed changes the folds' training (the seed reaches every stage)."""
+    from neonet_core.workflows.cv import run_cv
+
+    manifest = write_learnable_cohort(tmp_path / "cohort", n=12, positives=4)
+    (tmp_path / "micro.json").write_text(json.dumps({**MICRO, "cls": {"train": {"epochs": 3, "batch_size": 4}}}))
+
+    def probabilities(out, seed):
+        run_cv(manifest, out, ["pattennet:neogen", "cnn:no-neogen"], n_folds=2, config=tmp_path / "micro.json", seed=seed, device="cpu")
+        results = sorted(out.glob("fold_*/*/result.json"))
+        return {(p.parent.name, c["case_id"]): c["probability"] for p in results for c in json.loads(p.read_text())["cases"]}
+
+    first, again = probabilities(tmp_path / "a", 0), probabilities(tmp_path / "b", 0)
+    assert len(first) == 2 * 12 and first == again
+    assert np.array_equal(np.load(tmp_path / "a" / "fold_0" / "synthetic.npz")["images"],
+                          np.load(tmp_path / "b" / "fold_0" / "synthetic.npz")["images"])
+    other = probabilities(tmp_path / "c", 1)
+    assert other.keys() == first.keys() and other != first

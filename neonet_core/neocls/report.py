@@ -182,7 +182,8 @@ def _neogen_quality(out_dir: Path, n_folds: int) -> list[str]:
              "| fold | detectability AUC | vs real round trips | class fidelity AUC | reference (real) | most separating feature |",
              "| --- | --- | --- | --- | --- | --- |"]
     lines += [f"| {k} | {_f(d)} | {_f(dd)} | {_f(f)} | {_f(r)} | {t} |" for k, d, dd, f, r, t in rows]
-    lines.append("| mean | " + " | ".join(_f(np.nanmean([r[i] for r in rows])) for i in (1, 2, 3, 4)) + " | |")
+    finite = [[r[i] for r in rows if r[i] is not None and np.isfinite(r[i])] for i in (1, 2, 3, 4)]
+    lines.append("| mean | " + " | ".join(_f(np.mean(v)) if v else "n/a" for v in finite) + " | |")  # of the folds that have it
     return lines + [""]
 
 
