@@ -1,7 +1,7 @@
 """``neonet worker``: one warm process that runs ``neonet`` commands read from stdin.
 
 Starting ``neonet`` costs seconds before any work (importing torch and MONAI); the Slicer panel
-keeps one worker alive between jobs instead (``NeoNetSlicerLib.runner.WarmWorker``). Protocol, one
+keeps one worker alive between jobs instead (``NeoNetSlicerLib.worker.WarmWorker``). Protocol, one
 JSON object per line, always with ``--progress json``:
 
 - stdin: ``{"argv": ["predict", "--image", "a.nrrd", ...]}`` (the arguments after ``neonet``); end of
@@ -26,7 +26,11 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "worker",
         help="run commands read as JSON lines on stdin in one warm process (the Slicer panel's worker)",
-        description=__doc__.split("\n\n", 1)[1].split("\n\nA command")[0],
+        description="Run neonet commands in one warm process (torch and MONAI are imported once). Reads one JSON "
+        'object per line on stdin, {"argv": ["predict", "--image", "a.nrrd", ...]} (the arguments after neonet); '
+        'writes JSON lines on stdout: {"event": "worker_ready"} once, then per command its progress events, '
+        '{"event": "stderr", "line": ...} for each line it wrote to stderr and {"event": "job_end", "returncode": N}. '
+        "End of input ends the worker; SIGTERM stops the running command and the worker.",
     )
     parser.set_defaults(func=run)
 
