@@ -28,7 +28,8 @@ Transforms, in the order they are applied to each item of a batch ``(B, C, D, H,
 offset +/- 0.1): with ``where=real`` it draws the same random numbers as the old
 ``neocls.data.augment(x, real)`` and gives a bit-identical result (Testing/test_augment.py keeps
 that function as a reference, and NeoGen's and NeoSeg's old flips and jitter too).
-``AugmentConfig.lossless()`` is flips + quarter turns + integer shifts + intensity.
+``AugmentConfig.lossless()`` is flips + quarter turns + integer shifts + intensity;
+``AugmentConfig.flips()`` flips only (the classifier's and the autoencoder's default, see ClsConfig).
 
 Randomness: every draw comes from ``generator`` or else the torch global RNG (which the engine seeds
 each step), so the same seed gives the same output. A draw is made only for the transforms that are

@@ -36,6 +36,11 @@ class AugmentConfig:
         return cls(**{**dict(rot90=rot90, shift=shift, shift_mode=shift_mode, rotate_deg=0.0, gain=intensity, offset=intensity), **kwargs})
 
     @classmethod
+    def flips(cls, **kwargs) -> "AugmentConfig":
+        """Flips on every axis only (no turns, shifts, rotation or intensity change)."""
+        return cls(**{**dict(rotate_deg=0.0, gain=0.0, offset=0.0), **kwargs})
+
+    @classmethod
     def off(cls) -> "AugmentConfig":
         return cls(enabled=False)
 
