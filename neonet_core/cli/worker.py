@@ -98,9 +98,8 @@ def run_request(line: str, events) -> int:
 def run(args) -> int:
     events = sys.stdout
     _warm_up()
-    from neonet_core.progress import emit
-
-    emit("worker_ready", pid=os.getpid())
+    events.write(json.dumps({"event": "worker_ready", "pid": os.getpid()}) + "\n")  # JSON whatever --progress says
+    events.flush()
     for line in sys.stdin:
         if not line.strip():
             continue
