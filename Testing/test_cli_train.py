@@ -37,16 +37,21 @@ def test_train_all_then_cls_from_the_command_line(tmp_path):
         assert bundle.info["config"][section]["train"]["epochs"] == 1, section
         assert bundle.info["config"][section]["train"]["seed"] == 5, section
     assert 0.0 <= bundle.info["threshold"] <= 1.0 and bundle.info["cohort"]["cases"] == 8
-    # stage by stage: the autoencoder, then PattenNet without NeoGen balancing
-    assert main(["--progress", "none", "train", "cls", *common, "--out", str(tmp_path / "empty")]) == 1  # no encoder there
+    assert bundle.networks["cls"]["config"]["model_name"] == "cnn" and bundle.info["cohort"]["synthetic"] == 0  # the default
+    # stage by stage: the default classifier needs nothing else; PattenNet needs the autoencoder, --neogen the LDM too
+    assert main(["--progress", "none", "train", "cls", *common, "--out", str(tmp_path / "plain")]) == 0
+    assert set(load_bundle(tmp_path / "plain").networks) == {"cls"}
+    pattennet = ["--model", "pattennet"]
+    assert main(["--progress", "none", "train", "cls", *common, *pattennet, "--out", str(tmp_path / "empty")]) == 1  # no encoder
     assert not (tmp_path / "empty").exists()
     staged = tmp_path / "staged"
     assert main(["--progress", "none", "train", "ae", *common, "--out", str(staged)]) == 0
-    assert main(["--progress", "none", "train", "cls", *common, "--out", str(staged), "--no-neogen"]) == 0
+    assert main(["--progress", "none", "train", "cls", *common, *pattennet, "--out", str(staged), "--neogen"]) == 1  # no LDM
+    assert main(["--progress", "none", "train", "cls", *common, *pattennet, "--out", str(staged)]) == 0
     cls = load_bundle(staged)
     assert set(cls.networks) == {"autoencoder", "cls"} and cls.networks["cls"]["config"]["model_name"] == "pattennet"
     assert cls.info["config"]["cls"]["train"]["seed"] == 5 and cls.info["training"]["cls"]["steps"] >= 1
-    assert main(["--progress", "none", "train", "cls", *common, "--out", str(staged), "--no-neogen"]) == 1  # already there
+    assert main(["--progress", "none", "train", "cls", *common, *pattennet, "--out", str(staged)]) == 1  # already there
 
 
 @pytest.mark.slow
@@ -59,7 +64,7 @@ def test_demo_quick_runs_the_whole_pipeline(tmp_path, capsys):
     assert set(metrics) == {spec.name for spec in parse_models(QUICK["models"])} == {"pattennet-regions+neogen", "cnn"}
     bundle = load_bundle(out / "bundle")
     assert set(bundle.networks) == {"seg", "autoencoder", "ldm", "controlnet", "cls"}
-    assert bundle.networks["cls"]["config"]["model_name"] == "pattennet-regions+neogen"
-    assert bundle.info["threshold"] == metrics["pattennet-regions+neogen"]["youden_pooled"]["threshold"]  # from the cv
+    assert bundle.networks["cls"]["config"]["model_name"] == "cnn"  # the default classifier, no NeoGen balancing
+    assert bundle.info["threshold"] == metrics["cnn"]["youden_pooled"]["threshold"]  # from the cv
     result = json.loads(next((out / "prediction").glob("*result.json")).read_text())
     assert 0.0 <= result["probability"] <= 1.0

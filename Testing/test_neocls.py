@@ -52,9 +52,9 @@ def test_pattennet_encoder_depth_and_adapter_grid():
     ae_cfg = AEConfig()
     ae = build_autoencoder(ae_cfg).eval()
     x = torch.rand(2, 1, 16, 16, 16)
-    deepest = build_classifier(ClsConfig(encoder_blocks=0), ae_cfg).eval()
+    deepest = build_classifier(ClsConfig(model="pattennet", encoder_blocks=0), ae_cfg).eval()
     deepest.load_encoder(ae)
-    shallow = build_classifier(ClsConfig(), ae_cfg).eval()
+    shallow = build_classifier(ClsConfig(model="pattennet"), ae_cfg).eval()
     shallow.load_encoder(ae)
     assert ClsConfig().encoder_blocks == 2
     with torch.no_grad():
@@ -64,9 +64,9 @@ def test_pattennet_encoder_depth_and_adapter_grid():
         for net in (deepest, shallow):
             assert net.adapter(net.encode(x)).shape == (2, ClsConfig().adapter_channels, 4, 4, 4)
             assert net(x).shape == (2,)
-    assert len(build_classifier(ClsConfig(num_dab=0), ae_cfg).dabs) == 0
+    assert len(build_classifier(ClsConfig(model="pattennet", num_dab=0), ae_cfg).dabs) == 0
     with pytest.raises(ValueError, match="adapter_channels"):
-        build_classifier(ClsConfig(adapter_channels=0), ae_cfg)
+        build_classifier(ClsConfig(model="pattennet", adapter_channels=0), ae_cfg)
 
 
 def _toy_patches(n=16, size=16, seed=0) -> PatchSet:
@@ -82,6 +82,7 @@ def _toy_patches(n=16, size=16, seed=0) -> PatchSet:
 
 def test_frozen_encoder_unchanged_by_training(tmp_path):
     cfg = NeoNetConfig()
+    cfg.cls.model = "pattennet"
     cfg.preprocess.patch_size = 16
     cfg.cls.train = TrainConfig(epochs=2, batch_size=4, lr=1e-2)
     torch.manual_seed(3)
@@ -103,6 +104,7 @@ def test_frozen_encoder_unchanged_by_training(tmp_path):
 
 def test_unfrozen_encoder_trains(tmp_path):
     cfg = NeoNetConfig()
+    cfg.cls.model = "pattennet"
     cfg.cls.freeze_encoder = False
     cfg.cls.train = TrainConfig(epochs=1, batch_size=4, lr=1e-2)
     ae = build_autoencoder(cfg.ae)
@@ -127,6 +129,7 @@ def test_models_and_grad_cam_shapes(name):
 def test_grad_cam_finds_the_blob(tmp_path):
     """After training on the toy, PattenNet's Grad-CAM is larger on the blob than in the corners."""
     cfg = NeoNetConfig()
+    cfg.cls.model = "pattennet"
     cfg.cls.freeze_encoder = False
     cfg.cls.augment = AugmentConfig.off()
     cfg.cls.train = TrainConfig(epochs=15, batch_size=8, lr=3e-3)

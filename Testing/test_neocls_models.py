@@ -142,7 +142,7 @@ def test_pattennet_encoder_equals_the_autoencoder_after_load_and_stays_frozen():
     ae = build_autoencoder(ae_cfg).eval()
     x = torch.rand(4, 1, 16, 16, 16)
     for blocks in (0, 2):
-        net = build_classifier(ClsConfig(encoder_blocks=blocks), ae_cfg)
+        net = build_classifier(ClsConfig(model="pattennet", encoder_blocks=blocks), ae_cfg)
         net.load_encoder(ae)
         for mine, theirs in zip(net.encoder, ae.encoder.blocks):
             for (k, v), (k2, w) in zip(mine.state_dict().items(), theirs.state_dict().items()):
@@ -150,12 +150,12 @@ def test_pattennet_encoder_equals_the_autoencoder_after_load_and_stays_frozen():
         assert all(not p.requires_grad for p in net.encoder.parameters())
         net.train()
         assert not any(m.training for m in net.encoder.modules()) and net.head.training
-    deepest = build_classifier(ClsConfig(encoder_blocks=0), ae_cfg)
+    deepest = build_classifier(ClsConfig(model="pattennet", encoder_blocks=0), ae_cfg)
     deepest.load_encoder(ae.encoder)  # the encoder alone works too
     with torch.no_grad():
         assert torch.allclose(deepest.encode(x), encode_features(ae, x))
     # training steps change the head, never the frozen encoder
-    net = build_classifier(ClsConfig(), ae_cfg)
+    net = build_classifier(ClsConfig(model="pattennet"), ae_cfg)
     net.load_encoder(ae)
     before = {k: v.clone() for k, v in net.encoder.state_dict().items()}
     head = net.head.weight.detach().clone()
@@ -166,17 +166,17 @@ def test_pattennet_encoder_equals_the_autoencoder_after_load_and_stays_frozen():
         opt.step()
     assert all(torch.equal(v, before[k]) for k, v in net.encoder.state_dict().items())
     assert not torch.equal(head, net.head.weight)
-    trainable = build_classifier(ClsConfig(freeze_encoder=False), ae_cfg)
+    trainable = build_classifier(ClsConfig(model="pattennet", freeze_encoder=False), ae_cfg)
     assert all(p.requires_grad for p in trainable.encoder.parameters())
     assert any(m.training for m in trainable.train().encoder.modules())
 
 
 def test_pattennet_options_and_mask_channel():
     ae_cfg = AEConfig()
-    assert len(build_classifier(ClsConfig(num_dab=0), ae_cfg).dabs) == 0
+    assert len(build_classifier(ClsConfig(model="pattennet", num_dab=0), ae_cfg).dabs) == 0
     with pytest.raises(ValueError, match="adapter_channels"):
-        build_classifier(ClsConfig(adapter_channels=0), ae_cfg)
-    bare = build_classifier(ClsConfig(adapter_channels=0, encoder_blocks=0), ae_cfg)  # DABs on the encoder's 32 channels
+        build_classifier(ClsConfig(model="pattennet", adapter_channels=0), ae_cfg)
+    bare = build_classifier(ClsConfig(model="pattennet", adapter_channels=0, encoder_blocks=0), ae_cfg)  # DABs on the encoder's 32 channels
     assert bare.head.in_features == 2 * ae_cfg.channels[-1]
     masked = build_classifier(ClsConfig(model="pattennet-mask"), ae_cfg).eval()
     x = torch.rand(2, 2, 16, 16, 16)
@@ -194,7 +194,7 @@ def test_multiscale_features_are_every_level_of_the_whole_frozen_encoder():
     assert taps == [1, 3, 5] and channels == sum(ae_cfg.channels)
     torch.manual_seed(0)
     ae = build_autoencoder(ae_cfg).eval()
-    net = build_classifier(ClsConfig(encoder_features="multiscale"), ae_cfg).eval()
+    net = build_classifier(ClsConfig(model="pattennet", encoder_features="multiscale"), ae_cfg).eval()
     net.load_encoder(ae)
     x = torch.rand(2, 1, 32, 32, 32)
     with torch.no_grad():
@@ -208,7 +208,7 @@ def test_multiscale_features_are_every_level_of_the_whole_frozen_encoder():
         assert torch.allclose(f[:, 24:], outs[5], atol=1e-5)  # the deepest level, as is
     assert not any(p.requires_grad for p in net.encoder.parameters())
     with pytest.raises(ValueError, match="encoder_features"):
-        build_classifier(ClsConfig(encoder_features="pyramid"), ae_cfg)
+        build_classifier(ClsConfig(model="pattennet", encoder_features="pyramid"), ae_cfg)
 
 
 def test_region_pooling_separates_tumour_shell_and_outside():
@@ -234,7 +234,7 @@ def test_region_pooling_separates_tumour_shell_and_outside():
         PattenNet(torch.nn.Identity(), 1, in_channels=1, dab_channels=None, adapter_layers=0, pooling="regions")
 
 
-def test_demo_bundle_weights_load_into_the_registry_pattennet():
+def test_demo_bundle_weights_load_into_the_registry_network():
     """The shipped bundle's state dict (names and shapes) loads strictly into the rebuilt network."""
     import json
 

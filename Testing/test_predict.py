@@ -24,6 +24,7 @@ def bundle(tmp_path_factory):
     """A bundle holding an (untrained, seeded) PattenNet with open attention gates; threshold 0.5."""
     folder = tmp_path_factory.mktemp("bundle")
     cfg = NeoNetConfig()
+    cfg.cls.model = "pattennet"
     torch.manual_seed(0)
     net = build_classifier(cfg.cls, cfg.ae)
     with torch.no_grad():

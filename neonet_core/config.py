@@ -114,7 +114,11 @@ class ControlNetConfig:
 class ClsConfig:
     """NeoCls: PattenNet (frozen AE encoder + dual attention blocks) or a baseline (see neonet_core/neocls/models.py)."""
 
-    model: str = "pattennet"  # a name in the classifier registry, neonet_core.neocls.models.CLASSIFIERS
+    # a name in the classifier registry (neonet_core.neocls.models.CLASSIFIERS). The tiny preset's default
+    # is the plain CNN on the image and the tumour mask, without NeoGen balancing: the better model in
+    # this repository's comparison (README "Quality"); the paper preset keeps PattenNet + NeoGen
+    model: str = "cnn"
+    neogen: bool = False  # `train cls` / `train all`: balance the training patches 1:1 with NeoGen synthetic ones
     num_dab: int = 1  # dual attention blocks; 0 = no DAB (ablation)
     dab_reduction: int = 8  # query/key channels = C / this
     freeze_encoder: bool = True  # False = fine-tune the AE encoder too (ablation)
@@ -277,7 +281,7 @@ def _paper() -> NeoNetConfig:
         ldm=LDMConfig(channels=(64, 128, 256), attention_levels=(False, True, True), num_res_blocks=2, num_head_channels=32,
                       train=TrainConfig(epochs=500, batch_size=8, lr=1e-4)),
         controlnet=ControlNetConfig(conditioning_channels=(32, 64), train=TrainConfig(epochs=300, batch_size=8, lr=1e-4)),
-        cls=ClsConfig(num_dab=2, encoder_blocks=0, train=cls_schedule(epochs=100, lr=3e-4)),
+        cls=ClsConfig(model="pattennet", neogen=True, num_dab=2, encoder_blocks=0, train=cls_schedule(epochs=100, lr=3e-4)),
     )
 
 

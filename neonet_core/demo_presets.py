@@ -2,7 +2,8 @@
 
 Each plan: ``cohort`` (the phantom cohort's :func:`~neonet_core.phantom.cohort.generate_cohort`
 arguments), ``folds`` and ``models`` for ``neonet cv``, and ``config``, a JSON config as ``--config``
-accepts it: the tiny preset with shorter schedules.
+accepts it: the tiny preset with shorter schedules. The final bundle's classifier is the preset's
+(the plain CNN, no NeoGen balancing), cross-validated against PattenNet (region pooling) + NeoGen.
 """
 
 from __future__ import annotations
@@ -20,14 +21,14 @@ def _tiny(epochs: dict[str, int], sampling_steps: int, **sections: dict) -> dict
 DEMO = {
     "cohort": {"cases": 40, "positives": 14, "difficulty": 0.3, "size": [96, 96, 32], "spacing": [2.0, 2.0, 3.75]},
     "folds": 3,
-    "models": ["pattennet-regions:neogen", "cnn:no-neogen"],
-    "config": _tiny({"seg": 8, "ae": 8, "ldm": 10, "controlnet": 4, "cls": 60}, sampling_steps=10, cls={"model": "pattennet-regions"}),
+    "models": ["cnn:no-neogen", "pattennet-regions:neogen"],
+    "config": _tiny({"seg": 8, "ae": 8, "ldm": 10, "controlnet": 4, "cls": 60}, sampling_steps=10),
 }
 # A smaller cohort and 16^3 patches: a smoke test of every step, not a result.
 QUICK = {
     "cohort": {"cases": 16, "positives": 6, "difficulty": 0.2, "size": [64, 64, 24], "spacing": [3.0, 3.0, 5.0]},
     "folds": 2,
-    "models": ["pattennet-regions:neogen", "cnn:no-neogen"],
+    "models": ["cnn:no-neogen", "pattennet-regions:neogen"],
     "config": _tiny({"seg": 2, "ae": 2, "ldm": 2, "controlnet": 1, "cls": 4}, sampling_steps=4,
-                    preprocess={"patch_size": 16}, seg={"roi_size": [32, 32, 32]}, cls={"model": "pattennet-regions"}),
+                    preprocess={"patch_size": 16}, seg={"roi_size": [32, 32, 32]}),
 }

@@ -1,6 +1,6 @@
 """Rebuild the demo model bundle shipped in Resources/Models/neonet-demo (run from the repository root).
 
-    python Resources/Models/make_demo_bundle.py [--work DIR]
+    python Resources/Models/make_demo_bundle.py [--work DIR] [--cv neonet-demo/cv]
 
 It generates the demo phantom cohort (the settings of `neonet demo`), trains every stage with the
 tiny preset and the demo schedules (`neonet train all`), writes the model card into bundle.json,
@@ -55,13 +55,16 @@ def store_half_precision(bundle_dir: Path, info: dict) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=None, help="working folder (default: a temporary one)")
+    parser.add_argument("--cv", type=Path, default=None,
+                        help="the cv folder of `neonet demo` (same cohort): the decision threshold from its pooled "
+                             "out-of-fold predictions instead of the 8 held-out training patients")
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="neonet-demo-bundle-"))
     cohort = DEMO["cohort"]
     manifest = generate_cohort(work / "cohort", cohort["cases"], cohort["positives"], seed=0,
                                difficulty=cohort["difficulty"], size=tuple(cohort["size"]), spacing=tuple(cohort["spacing"]))
     config = NeoNetConfig.from_dict(merge_dicts(get_preset("tiny").to_dict(), {**DEMO["config"], "seg": SEG}))
-    bundle_dir = train_all(manifest, config, work / "neonet-demo", "cpu", resume=(work / "neonet-demo").exists())
+    bundle_dir = train_all(manifest, config, work / "neonet-demo", "cpu", resume=(work / "neonet-demo").exists(), cv_dir=args.cv)
 
     info = load_bundle(bundle_dir).info
     info["name"] = "neonet-demo"

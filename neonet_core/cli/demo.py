@@ -24,8 +24,9 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "demo",
         help="run the whole pipeline on a generated phantom cohort (cv report, bundle, one prediction)",
-        description="Generate a phantom cohort, cross-validate PattenNet+NeoGen against a baseline, train a final "
-        "bundle on the whole cohort and predict one case, printing where the report is. Minutes on 2 idle CPU "
+        description="Generate a phantom cohort, cross-validate the default classifier (the plain 3D CNN) against "
+        "PattenNet (region pooling) + NeoGen, train a final bundle (NeoSeg, NeoGen, the default classifier) on the whole "
+        "cohort and predict one case, printing where the report is. Minutes on 2 idle CPU "
         "cores (--quick: a smaller cohort, a smoke test of every step). Rerun the same command to resume.",
     )
     parser.add_argument("--out", type=Path, default=Path("neonet-demo"), help="output folder (default ./neonet-demo)")
@@ -37,6 +38,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    from neonet_core.config import get_preset
     from neonet_core.demo_presets import DEMO, QUICK
     from neonet_core.fileio import write_text_atomic
     from neonet_core.manifest import load_case, read_manifest
@@ -67,7 +69,8 @@ def run(args) -> int:
     step("cv", f"2/4 {plan['folds']}-fold cross-validation of {', '.join(plan['models'])} -> {out / 'cv'}")
     report = run_cv(manifest, out / "cv", plan["models"], plan["folds"], config_path, True, device=device)
     done("cv")
-    step("train", f"3/4 training the final bundle (NeoSeg, NeoGen, PattenNet) -> {out / 'bundle'}")
+    model = plan["config"].get("cls", {}).get("model") or get_preset("tiny").cls.model
+    step("train", f"3/4 training the final bundle (NeoSeg, NeoGen, classifier {model}) -> {out / 'bundle'}")
     bundle = train_all(manifest, config_path, out / "bundle", device, resume=True, cv_dir=out / "cv")
     done("train")
     case = read_manifest(manifest)[0]

@@ -18,23 +18,27 @@ def add_train_parsers(train_subparsers) -> None:
         "cls",
         help="train the PNI classifier (PattenNet or a baseline) into a bundle",
         description="Train the classifier on the manifest's TLCR patches into a bundle. PattenNet uses the bundle's "
-        "NeoGen autoencoder as its frozen encoder (run `neonet train ae` first); with NeoGen (default) the bundle's "
-        "LDM and ControlNet balance the classes 1:1 with synthetic patches. Held-out training patients pick the best "
-        "epoch and the decision threshold (or --cv takes it from a cross-validation run).",
+        "NeoGen autoencoder as its frozen encoder (run `neonet train ae` first); with --neogen (or the config's "
+        "cls.neogen) the bundle's LDM and ControlNet balance the classes 1:1 with synthetic patches. Held-out training "
+        "patients give the decision threshold (or --cv takes it from a cross-validation run of the same model).",
     )
     _common(cls, "bundle folder to add the classifier to")
     from neonet_core.neocls.models import classifier_names
 
-    cls.add_argument("--model", choices=classifier_names(), help="classifier (default: the config's, pattennet)")
-    cls.add_argument("--no-neogen", action="store_true", help="train on real patches only (no synthetic balancing)")
+    cls.add_argument("--model", choices=classifier_names(), help="classifier (default: the config's cls.model)")
+    balance = cls.add_mutually_exclusive_group()
+    balance.add_argument("--neogen", dest="neogen", action="store_true", default=None,
+                         help="balance the classes 1:1 with NeoGen synthetic patches (default: the config's cls.neogen)")
+    balance.add_argument("--no-neogen", dest="neogen", action="store_false", help="train on real patches only")
     cls.set_defaults(func=run_cls)
 
     everything = train_subparsers.add_parser(
         "all",
-        help="train every stage (NeoSeg, NeoGen AE/LDM/ControlNet, balancing, PattenNet) into one bundle",
+        help="train every stage (NeoSeg, NeoGen AE/LDM/ControlNet, the classifier) into one bundle",
         description="The whole pipeline into one complete bundle: NeoSeg (so the bundle can localise tumours in new "
-        "cases), the NeoGen autoencoder, latent diffusion model and ControlNet, 1:1 balancing with synthetic "
-        "patches, and PattenNet, with the decision threshold and the training-cohort summary. Resumable with --resume.",
+        "cases), the NeoGen autoencoder, latent diffusion model and ControlNet (synthetic patches for `neonet generate` "
+        "and the Slicer panel), and the config's classifier (cls.model; balanced 1:1 with synthetic patches when "
+        "cls.neogen), with the decision threshold and the training-cohort summary. Resumable with --resume.",
     )
     _common(everything, "bundle folder to create (--epochs, --seed and --device apply to every stage)")
     everything.set_defaults(func=run_all)
@@ -47,7 +51,7 @@ def run_cls(args) -> int:
     config = config_from_args(args, ("cls",))
     if args.model:
         config.cls.model = args.model
-    bundle = train_cls(args.manifest, config, args.out, resolve_device(args.device), args.resume, neogen=not args.no_neogen, cv_dir=args.cv)
+    bundle = train_cls(args.manifest, config, args.out, resolve_device(args.device), args.resume, neogen=args.neogen, cv_dir=args.cv)
     print(f"classifier added to bundle {bundle}")
     return 0
 

@@ -139,9 +139,10 @@ def _cv_threshold(cv_dir, model_name: str) -> tuple[float, dict]:
     return float(m["youden_pooled"]["threshold"]), {"folder": str(Path(cv_dir).resolve()), "model": model_name, **m}
 
 
-def train_cls(manifest, config, bundle_dir, device, resume: bool = False, neogen: bool = True, cv_dir=None) -> Path:
+def train_cls(manifest, config, bundle_dir, device, resume: bool = False, neogen: bool | None = None, cv_dir=None) -> Path:
     """Train the classifier ``config.cls.model`` into ``bundle_dir`` (see the module docstring).
 
+    ``neogen`` (default ``config.cls.neogen``): balance the training patches 1:1 with NeoGen patches.
     A model that needs the autoencoder needs the bundle's ``autoencoder``; ``neogen`` its ``ldm`` and
     ``controlnet`` too. The decision threshold is Youden on the hold-out, or on the pooled
     out-of-fold predictions of ``cv_dir`` (a ``neonet cv`` folder of the same model).
@@ -152,6 +153,7 @@ def train_cls(manifest, config, bundle_dir, device, resume: bool = False, neogen
     from neonet_core.neocls.stage import NETWORK, network_config, predict_probabilities
 
     cfg = resolve_config(config)
+    neogen = cfg.cls.neogen if neogen is None else bool(neogen)
     spec = get_classifier(cfg.cls.model)
     bundle_dir = Path(bundle_dir)
     info = read_or_new_bundle_info(bundle_dir, cfg.to_dict())
@@ -206,7 +208,8 @@ def train_stage(stage: str, manifest, config, bundle_dir, device, resume: bool =
 
 
 def train_all(manifest, config, bundle_dir, device, resume: bool = False, cv_dir=None, seg: bool = True) -> Path:
-    """Every stage into one bundle: NeoSeg, NeoGen, 1:1 balancing, the classifier and its threshold."""
+    """Every stage into one bundle: NeoSeg, NeoGen (also for `neonet generate` and the Slicer panel),
+    the classifier (balanced 1:1 with NeoGen patches when ``cls.neogen``) and its threshold."""
     from neonet_core.fit import run_dir
     from neonet_core.neoseg import train_seg
 
@@ -223,7 +226,7 @@ def train_all(manifest, config, bundle_dir, device, resume: bool = False, cv_dir
     crops = autoencoder_crops(train_cases, train_cases, cfg, run_dir(bundle_dir, "patches")) if not bundle_has(bundle_dir, "autoencoder") else None
     train_neogen(patches.of_cases(train_cases), patches.of_cases(val_cases), cfg, bundle_dir, device, generative=True, crops=crops)
     if not bundle_has(bundle_dir, "cls"):
-        train_cls(manifest, cfg, bundle_dir, device, resume=True, neogen=True, cv_dir=cv_dir)
+        train_cls(manifest, cfg, bundle_dir, device, resume=True, cv_dir=cv_dir)
     return bundle_dir
 
 
