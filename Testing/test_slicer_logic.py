@@ -48,7 +48,7 @@ def ellipsoid_case(rng, shape=(16, 40, 40), spacing=(1.5, 1.5, 3.0), direction=n
 
 def tiny_bundle(root: Path) -> Path:
     """A complete tiny bundle made by the library's own training functions (about 60 s on 2 busy cores):
-    NeoSeg on 4 ellipsoid cases (10 epochs), then autoencoder, LDM, ControlNet and PattenNet (1 epoch
+    NeoSeg on 4 ellipsoid cases (10 epochs), then autoencoder, LDM, ControlNet and the default classifier (1 epoch
     each) on a 6-case phantom cohort. Good enough to exercise every path, not to be accurate.
     Also used by bench/bench_slicer_logic.py."""
     from neonet_core.config import get_preset
