@@ -202,3 +202,17 @@ def test_a_seeded_cv_run_gives_the_same_figures_and_another_seed_other_ones(tmp_
                           np.load(tmp_path / "b" / "fold_0" / "synthetic.npz")["images"])
     other = probabilities(tmp_path / "c", 1)
     assert other.keys() == first.keys() and other != first
+
+
+def test_a_resumed_cv_ignores_the_default_classifier_but_not_what_it_trains_with(tmp_path):
+    from neonet_core.workflows.cv import prepare
+
+    manifest = write_learnable_cohort(tmp_path / "cohort", n=12, positives=4)
+    configs = {name: tmp_path / f"{name}.json" for name in ("first", "other_default", "other_schedule")}
+    configs["first"].write_text(json.dumps({"preset": "tiny", "cls": {"model": "pattennet", "neogen": True}}))
+    configs["other_default"].write_text(json.dumps({"preset": "tiny", "cls": {"model": "cnn", "neogen": False}}))
+    configs["other_schedule"].write_text(json.dumps({"preset": "tiny", "cls": {"train": {"epochs": 7}}}))
+    prepare(manifest, tmp_path / "cv", 2, configs["first"])
+    prepare(manifest, tmp_path / "cv", 2, configs["other_default"])  # every --model sets its own classifier
+    with pytest.raises(NeoNetError, match="another config"):
+        prepare(manifest, tmp_path / "cv", 2, configs["other_schedule"])

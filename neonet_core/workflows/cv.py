@@ -110,16 +110,23 @@ def prepare(manifest, out_dir, n_folds: int = 5, config="tiny", seed: int = 0) -
     path = out_dir / PLAN
     if path.exists():
         old = json.loads(path.read_text(encoding="utf-8"))
-        used = ("val_fraction", "preprocess", "ae", "ldm", "controlnet", "cls")  # what cv trains with
-        old["config"] = {k: old.get("config", {}).get(k) for k in used}
+        old["config"] = _trained_with(old.get("config", {}))
         for key in ("n_folds", "seed", "folds", "config"):
-            new = {k: plan["config"][k] for k in used} if key == "config" else plan[key]
+            new = _trained_with(plan["config"]) if key == "config" else plan[key]
             if json.dumps(old.get(key), sort_keys=True) != json.dumps(new, sort_keys=True):
                 raise NeoNetError(f"{out_dir}: holds a cv run with another {key.replace('n_', 'number of ')}; use a new --out folder")
     else:
         out_dir.mkdir(parents=True, exist_ok=True)
         write_text_atomic(path, json.dumps(plan, indent=2, sort_keys=True) + "\n")
     return cfg, cases, folds
+
+
+def _trained_with(config: dict) -> dict:
+    """The parts of a config that cv trains with: not ``cls.model`` and ``cls.neogen`` (each ``--model``
+    spec sets its own classifier and synthetic share), so a changed default does not block a resume."""
+    used = {k: config.get(k) for k in ("val_fraction", "preprocess", "ae", "ldm", "controlnet", "cls")}
+    used["cls"] = {k: v for k, v in (used["cls"] or {}).items() if k not in ("model", "neogen")}
+    return used
 
 
 def run_fold(k: int, cfg: NeoNetConfig, cases, folds, patches: PatchSet, specs, out_dir, device) -> dict[str, dict]:
