@@ -11,8 +11,10 @@ time, then ``neonet cv --report`` and one table
 ``bench/results/quality/<cohort>.md``: pooled out-of-fold AUC with its bootstrap CI, mean +/- SD of
 the fold AUCs, DeLong p against the plain CNN, the NeoGen gain (with minus without), NeoGen's
 detectability and class fidelity, the commit and the time. Everything lands in ``--work``;
-rerunning the command resumes (finished folds are kept); ``--report-only`` writes the tables from
-the folds finished so far (the ``folds`` column says how many).
+rerunning the command at the same commit resumes (finished folds are kept; ``<work>/<cohort>/commit.txt``
+names the commit the folds trained with, and a resume at another commit is refused, so a table never
+mixes code versions); ``--report-only`` writes the tables from the folds finished so far (the
+``folds`` column says how many).
 """
 
 from __future__ import annotations
@@ -94,8 +96,9 @@ def _f(x) -> str:
     return "n/a" if x is None or x != x else f"{x:.3f}"
 
 
-def table(name: str, cv: Path, wall_s: float, commit: str) -> str:
-    """The Markdown table of one cohort from its cv folder."""
+def table(name: str, cv: Path, wall_s: float | None, commit: str) -> str:
+    """The Markdown table of one cohort from its cv folder (``wall_s`` None: a --report-only invocation;
+    ``commit``: the code its folds trained with)."""
     data = json.loads((cv / "metrics.json").read_text(encoding="utf-8"))
     metrics, delong = data["models"], data["delong"]
     quality = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(cv.glob("fold_*/neogen_quality.json"))]
@@ -113,8 +116,8 @@ def table(name: str, cv: Path, wall_s: float, commit: str) -> str:
     cpu_min = (sum(neogen_s.values()) + sum(r["timings_s"]["classifier_train_s"] for r in results)) / 60
     lines = [f"# Quality: {name} cohort", "",
              f"`python bench/quality.py` at commit {commit}; cohort `{COHORTS[name]}`, {len(plan['folds'])} cases, "
-             f"{plan['n_folds']} folds; wall time {wall_s / 60:.0f} min for the whole command (all cohorts, their folds "
-             f"as parallel jobs) in the last invocation; "
+             f"{plan['n_folds']} folds; " + ("tables only (`--report-only`), no training in the last invocation; " if wall_s is None else
+             f"wall time {wall_s / 60:.0f} min for the whole command (all cohorts, their folds as parallel jobs) in the last invocation; ") +
              f"{cpu_min:.0f} min of training summed over the finished folds (one thread each).", "",
              "| model | folds | pooled AUC [95% CI] | mean +/- SD of folds | DeLong p vs cnn | NeoGen gain (pooled) |",
              "| --- | --- | --- | --- | --- | --- |"]
@@ -172,17 +175,24 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 2, help="CPU threads shared by the jobs")
     parser.add_argument("--report-only", action="store_true", help="no training: tables from the folds finished so far")
     args = parser.parse_args()
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     cohorts = {name: prepare_cohort(name, args) for name in args.cohorts}
     if not args.report_only:
+        for name in args.cohorts:  # the code the folds train with (a resume at another commit is refused here)
+            trained_at = args.work / name / "commit.txt"
+            if trained_at.exists() and trained_at.read_text(encoding="utf-8").strip() != head:
+                raise SystemExit(f"{trained_at}: the folds of {name} were trained at commit "
+                                 f"{trained_at.read_text(encoding='utf-8').strip()}; resume from that commit or use a new --work")
+            trained_at.write_text(head + "\n", encoding="utf-8")
         run_all_folds(cohorts, args)
-    wall_s = time.perf_counter() - t0
+    wall_s = None if args.report_only else time.perf_counter() - t0
     for name in args.cohorts:
         cv = args.work / name / "cv"
         neonet("cv", "--report", str(cv), log=args.work / name / "report.log")
-        text = table(name, cv, wall_s, commit)
+        trained_at = args.work / name / "commit.txt"
+        text = table(name, cv, wall_s, trained_at.read_text(encoding="utf-8").strip() if trained_at.exists() else head)
         (args.out / f"{name}.md").write_text(text, encoding="utf-8")
         copy_report(cv, args.out / f"{name}_cv")
         print(text)
