@@ -112,18 +112,19 @@ def demo_copy(tmp_path_factory) -> Path:
 
 
 def test_an_absurd_config_is_refused_against_the_weight_file_before_any_allocation(demo_copy, tmp_path):
-    """adapter_channels 10,000,000 would ask for ~35 GB (more than this machine has): refused from the meta-device build."""
+    """A PattenNet with adapter_channels 10,000,000 would ask for far more memory than this machine has:
+    refused from the meta-device build; a config that builds another network than the weights is refused too."""
     from neonet_core.neocls.stage import build_from_network_config
 
     bundle = edited(shutil.copytree(demo_copy, tmp_path / "absurd"),
-                    lambda i: i["networks"]["cls"]["config"]["cls"].__setitem__("adapter_channels", 10_000_000))
+                    lambda i: i["networks"]["cls"]["config"]["cls"].update(model="pattennet", adapter_channels=10_000_000))
     with pytest.raises(BundleError, match=r"asks for [\d,]+ parameters \(at most 2,000,000,000\)") as err:
         load_bundle(bundle).build("cls", build_from_network_config)
     assert str(bundle / "bundle.json") in str(err.value)
-    shifted = edited(shutil.copytree(demo_copy, tmp_path / "shifted"),
-                     lambda i: i["networks"]["cls"]["config"]["cls"].__setitem__("adapter_channels", 16))
-    with pytest.raises(BundleError, match=r"does not fit its weights cls.safetensors: parameter '.*' is shape \[.*16.*\] in the "
-                                          r"config, shape \[.*32.*\] in the file"):
+    shifted = edited(shutil.copytree(demo_copy, tmp_path / "shifted"),  # the demo's CNN sees image + mask (2 channels)
+                     lambda i: i["networks"]["cls"]["config"]["cls"].__setitem__("model", "cnn-image"))
+    with pytest.raises(BundleError, match=r"does not fit its weights cls.safetensors: parameter '.*' is shape \[16, 1, .*\] in the "
+                                          r"config, shape \[16, 2, .*\] in the file"):
         load_bundle(shifted).build("cls", build_from_network_config)
 
 
