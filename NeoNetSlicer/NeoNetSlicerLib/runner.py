@@ -81,7 +81,25 @@ class RunResult:
         return not self.ok and is_out_of_memory(self.stderr)
 
 
-class CLIRunner:
+class PolledRun:
+    """``wait`` for a run that has ``poll()``, ``finished``, ``cancel()`` and ``result`` (CLIRunner, WorkerRun)."""
+
+    def wait(self, on_event=None, interval: float = 0.05, timeout: float | None = None) -> RunResult:
+        """Block until the run ends, calling ``on_event(event)`` for each event. Returns ``result``."""
+        start = time.monotonic()
+        while not self.finished:
+            for event in self.poll():
+                if on_event:
+                    on_event(event)
+            if not self.finished:
+                if timeout is not None and time.monotonic() - start > timeout:
+                    self.cancel()
+                    raise TimeoutError(f"neonet did not finish within {timeout} s (cancelled)")
+                time.sleep(interval)
+        return self.result
+
+
+class CLIRunner(PolledRun):
     """One background CLI process.
 
     ``start(command, env)`` launches it; ``poll()`` returns the new events (dicts from JSON lines on
@@ -169,20 +187,6 @@ class CLIRunner:
     @property
     def pid(self) -> int | None:
         return None if self.process is None else self.process.pid
-
-    def wait(self, on_event=None, interval: float = 0.05, timeout: float | None = None) -> RunResult:
-        """Block until the process ends, calling ``on_event(event)`` for each event. Returns ``result``."""
-        start = time.monotonic()
-        while not self.finished:
-            for event in self.poll():
-                if on_event:
-                    on_event(event)
-            if not self.finished:
-                if timeout is not None and time.monotonic() - start > timeout:
-                    self.cancel()
-                    raise TimeoutError(f"neonet CLI did not finish within {timeout} s (cancelled)")
-                time.sleep(interval)
-        return self.result
 
     # --- cancel ------------------------------------------------------------------------------
     def cancel(self, grace: float = 0.5) -> None:

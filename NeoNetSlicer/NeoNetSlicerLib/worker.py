@@ -12,12 +12,11 @@ Cancel stops the worker's whole process group; the next job starts a new worker.
 from __future__ import annotations
 
 import json
-import time
 
-from NeoNetSlicerLib.runner import CLIRunner, RunResult, cli_command, library_env
+from NeoNetSlicerLib.runner import CLIRunner, PolledRun, RunResult, cli_command, library_env
 
 
-class WorkerRun:
+class WorkerRun(PolledRun):
     """One command run by a :class:`WarmWorker`; the same interface as :class:`CLIRunner`."""
 
     def __init__(self, worker: "WarmWorker", arguments: list[str]):
@@ -46,19 +45,6 @@ class WorkerRun:
         events, self._events = self._events, []
         self.result.events.extend(events)
         return events
-
-    def wait(self, on_event=None, interval: float = 0.05, timeout: float | None = None) -> RunResult:
-        start = time.monotonic()
-        while not self.finished:
-            for event in self.poll():
-                if on_event:
-                    on_event(event)
-            if not self.finished:
-                if timeout is not None and time.monotonic() - start > timeout:
-                    self.cancel()
-                    raise TimeoutError(f"neonet worker did not finish within {timeout} s (cancelled)")
-                time.sleep(interval)
-        return self.result
 
     def cancel(self, grace: float = 0.5) -> None:
         """Stop the command: the worker's whole process group goes (the next job starts a new worker)."""
