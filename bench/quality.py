@@ -28,13 +28,21 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from neonet_core.demo_presets import tiny_with_schedules
+
 ROOT = Path(__file__).resolve().parents[1]
+
 # the baselines, the paper's PattenNet with and without NeoGen, the region-pooling variants (beyond the
 # paper, with the same pooling on the plain CNN for a fair row) and the ratio ablation (none, half, 1:1)
-MODELS = ["cnn:no-neogen", "cnn-regions:no-neogen", "pattennet:no-neogen", "pattennet:neogen", "pattennet-regions:no-neogen",
+MODELS = ["cnn:no-neogen", "pattennet:no-neogen", "pattennet:neogen", "pattennet-regions:no-neogen",
           "pattennet-regions:neogen", "resnet18:no-neogen", "densenet121:no-neogen"]
 RATIO_ABLATION = ["pattennet-regions:neogen=0.5"]  # with "no" and "1:1" above: on the phantom cohort only (time)
 BASELINE = "cnn"
+# the tiny preset with shorter schedules (epochs per stage), sized so the whole default command (3 cohorts x
+# 5 folds, NeoGen + 7 classifiers per fold, 8 on the phantom) fits in 150 min on 2 idle CPU cores: one fold
+# at the full tiny schedules cost ~33 single-thread minutes (NeoGen 12-17, classifiers 21). Written to
+# <work>/config.json and passed as ``neonet cv --config`` unless --config names another.
+BENCH_CONFIG = tiny_with_schedules({"ae": 3, "ldm": 30, "controlnet": 15, "cls": 20}, sampling_steps=30)
 COHORTS = {
     "phantom": ["--difficulty", "0.5"],
     "hard": ["--difficulty", "0.8"],
@@ -114,9 +122,10 @@ def table(name: str, cv: Path, wall_s: float | None, commit: str) -> str:
     results = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(cv.glob("fold_*/*/result.json"))]
     neogen_s = {r["fold"]: sum(v for k, v in r["timings_s"].items() if k.startswith("neogen")) for r in results}
     cpu_min = (sum(neogen_s.values()) + sum(r["timings_s"]["classifier_train_s"] for r in results)) / 60
+    epochs = ", ".join(f"{stage} {plan['config'][stage]['train']['epochs']}" for stage in ("ae", "ldm", "controlnet", "cls"))
     lines = [f"# Quality: {name} cohort", "",
              f"`python bench/quality.py` at commit {commit}; cohort `{COHORTS[name]}`, {len(plan['folds'])} cases, "
-             f"{plan['n_folds']} folds; " + ("tables only (`--report-only`), no training in the last invocation; " if wall_s is None else
+             f"{plan['n_folds']} folds; preset {plan['config']['preset']}, epochs {epochs}; " + ("tables only (`--report-only`), no training in the last invocation; " if wall_s is None else
              f"wall time {wall_s / 60:.0f} min for the whole command (all cohorts, their folds as parallel jobs) in the last invocation; ") +
              f"{cpu_min:.0f} min of training summed over the finished folds (one thread each).", "",
              "| model | folds | pooled AUC [95% CI] | mean +/- SD of folds | DeLong p vs cnn | NeoGen gain (pooled) |",
@@ -169,7 +178,7 @@ def main() -> int:
     parser.add_argument("--cases", type=int, default=128)
     parser.add_argument("--positives", type=int, default=44)
     parser.add_argument("--folds", type=int, default=5)
-    parser.add_argument("--config", default="tiny")
+    parser.add_argument("--config", help="preset or JSON config (default: the bench schedules, BENCH_CONFIG)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--jobs", type=int, default=2, help="folds run at once (default 2)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 2, help="CPU threads shared by the jobs")
@@ -177,6 +186,10 @@ def main() -> int:
     args = parser.parse_args()
     head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.config is None and not args.report_only:
+        args.work.mkdir(parents=True, exist_ok=True)
+        args.config = str(args.work / "config.json")
+        Path(args.config).write_text(json.dumps(BENCH_CONFIG, indent=2) + "\n", encoding="utf-8")
     t0 = time.perf_counter()
     cohorts = {name: prepare_cohort(name, args) for name in args.cohorts}
     if not args.report_only:

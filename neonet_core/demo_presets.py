@@ -9,7 +9,7 @@ accepts it: the tiny preset with shorter schedules. The final bundle's classifie
 from __future__ import annotations
 
 
-def _tiny(epochs: dict[str, int], sampling_steps: int, **sections: dict) -> dict:
+def tiny_with_schedules(epochs: dict[str, int], sampling_steps: int, **sections: dict) -> dict:
     """The tiny preset with ``epochs`` per stage, ``sampling_steps`` for the LDM, and ``sections`` merged in."""
     config = {"preset": "tiny", **{stage: {"train": {"epochs": n}} for stage, n in epochs.items()}}
     config["ldm"]["sampling_steps"] = sampling_steps
@@ -22,13 +22,13 @@ DEMO = {
     "cohort": {"cases": 40, "positives": 14, "difficulty": 0.3, "size": [96, 96, 32], "spacing": [2.0, 2.0, 3.75]},
     "folds": 3,
     "models": ["cnn:no-neogen", "pattennet-regions:neogen"],
-    "config": _tiny({"seg": 8, "ae": 8, "ldm": 10, "controlnet": 4, "cls": 60}, sampling_steps=10),
+    "config": tiny_with_schedules({"seg": 8, "ae": 8, "ldm": 10, "controlnet": 4, "cls": 60}, sampling_steps=10),
 }
 # A smaller cohort and 16^3 patches: a smoke test of every step, not a result.
 QUICK = {
     "cohort": {"cases": 16, "positives": 6, "difficulty": 0.2, "size": [64, 64, 24], "spacing": [3.0, 3.0, 5.0]},
     "folds": 2,
     "models": ["cnn:no-neogen", "pattennet-regions:neogen"],
-    "config": _tiny({"seg": 2, "ae": 2, "ldm": 2, "controlnet": 1, "cls": 4}, sampling_steps=4,
+    "config": tiny_with_schedules({"seg": 2, "ae": 2, "ldm": 2, "controlnet": 1, "cls": 4}, sampling_steps=4,
                     preprocess={"patch_size": 16}, seg={"roi_size": [32, 32, 32]}),
 }
