@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from neonet_core.cli import main as cli_main
+from neonet_core.config import PreprocessConfig
 from neonet_core.io import read_volume, write_volume
 from neonet_core.manifest import load_case, read_manifest
 from neonet_core.markups import read_roi_mrk_json
@@ -73,7 +74,8 @@ def test_manifest_with_bad_cases_exits_1_and_writes_the_others(tmp_path, neonet,
     data = np.load(out / "good2" / "patch.npz")
     assert data["image"].shape == data["tumour"].shape == data["anatomy"].shape == (16, 16, 16)
     assert data["image"].dtype == np.float32 and data["tumour"].dtype == np.uint8
-    assert np.allclose(data["spacing"], 4.0) and json.loads(str(data["roi"]))["size_mm"] == [64.0] * 3
+    roi_mm = PreprocessConfig().roi_mm  # the default cube, resampled to 16^3
+    assert np.allclose(data["spacing"], roi_mm / 16) and json.loads(str(data["roi"]))["size_mm"] == [roi_mm] * 3
     assert not (out / "empty").exists()
 
 

@@ -48,7 +48,7 @@ def register(subparsers) -> None:
     source.add_argument("--case-id", help="case id for --image (default: the image file name without suffix)")
     source.add_argument("--manifest", type=Path, help="cohort manifest CSV (case_id,image,tumor_mask,...)")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
-    parser.add_argument("--roi-mm", type=float, default=None, help="edge of the crop cube in mm (default 64)")
+    parser.add_argument("--roi-mm", type=float, default=None, help="edge of the crop cube in mm (default: the preset's, 48 for tiny, 64 for paper)")
     parser.add_argument("--patch-size", type=int, default=None, help="voxels per patch edge (default 32)")
     parser.add_argument("--component", choices=("largest", "all"), default=None, help="tumour component to centre on (default largest)")
     parser.add_argument("--format", choices=FORMATS, default="nifti", help="patch files: nifti (.nii.gz each) or npz (one file per case)")
