@@ -125,7 +125,7 @@ def table(name: str, cv: Path, wall_s: float | None, commit: str) -> str:
     cpu_min = (sum(neogen_s.values()) + sum(r["timings_s"]["classifier_train_s"] for r in results)) / 60
     epochs = ", ".join(f"{stage} {plan['config'][stage]['train']['epochs']}" for stage in ("ae", "ldm", "controlnet", "cls"))
     lines = [f"# Quality: {name} cohort", "",
-             f"`python bench/quality.py` at commit {commit}; cohort `{COHORTS[name]}`, {len(plan['folds'])} cases, "
+             f"`python bench/quality.py` at commit {commit}; cohort `{' '.join(a.replace(str(ROOT) + os.sep, '') for a in COHORTS[name])}`, {len(plan['folds'])} cases, "
              f"{plan['n_folds']} folds; preset {plan['config']['preset']}, epochs {epochs}; " + ("tables only (`--report-only`), no training in the last invocation; " if wall_s is None else
              f"wall time {wall_s / 60:.0f} min for the whole command (all cohorts, their folds as parallel jobs) in the last invocation; ") +
              f"{cpu_min:.0f} min of training summed over the finished folds (one thread each).", "",
