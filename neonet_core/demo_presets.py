@@ -22,7 +22,7 @@ DEMO = {
     "cohort": {"cases": 40, "positives": 14, "difficulty": 0.3, "size": [96, 96, 32], "spacing": [2.0, 2.0, 3.75]},
     "folds": 3,
     "models": ["cnn:no-neogen", "pattennet-regions:neogen"],
-    "config": tiny_with_schedules({"seg": 8, "ae": 8, "ldm": 10, "controlnet": 4, "cls": 60}, sampling_steps=10),
+    "config": tiny_with_schedules({"seg": 8, "ae": 6, "ldm": 10, "controlnet": 4, "cls": 60}, sampling_steps=10),
 }
 # A smaller cohort and 16^3 patches: a smoke test of every step, not a result.
 QUICK = {
