@@ -74,7 +74,7 @@ class AEConfig:
     # trained on beside the TLCR patches: neonet_core.patches.cohort_crops. Held-out PSNR on the 128-case
     # phantom (102 training cases + 408 crops, 26 patients held out; `neonet train ae --epochs N`):
     # 20 epochs 24.6 dB, 30 epochs (3810 steps, the default) 26.4 dB (README "Quality"). The bench and
-    # the demo run 3 and 8 epochs to fit their time budgets.
+    # the demo run 3 and 6 epochs to fit their time budgets.
     crops_per_case: int = 4
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=30, batch_size=4, lr=2e-3, lr_schedule="cosine",
                                                                    warmup_fraction=0.05))
