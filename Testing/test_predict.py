@@ -153,3 +153,15 @@ def test_shipped_demo_bundle_loads_and_predicts_the_sample_case():
     assert 0.0 <= with_mask.probability <= 1.0 and 0.0 <= found.probability <= 1.0
     # NeoSeg's ROI lands on the user's tumour
     assert np.linalg.norm(np.subtract(found.roi.center, with_mask.roi.center)) < 10.0
+
+
+def test_shipped_demo_bundle_names_no_build_machine_paths():
+    """The demo bundle's card (shown by `neonet bundle info` and the Slicer panel) says where its cohort,
+    cv and threshold come from, not the folders of the machine that built it."""
+    import json
+    from pathlib import Path
+
+    info = json.loads((Path(__file__).resolve().parents[1] / "Resources" / "Models" / "neonet-demo" / "bundle.json").read_text())
+    recorded = [info["cohort"]["manifest"], info["cv"]["folder"], info["threshold_source"]]
+    assert not [text for text in recorded if "/tmp" in text or Path(text.split()[-1]).is_absolute()], recorded
+    assert "neonet demo" in info["threshold_source"]
