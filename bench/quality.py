@@ -38,11 +38,12 @@ MODELS = ["cnn:no-neogen", "pattennet:no-neogen", "pattennet:neogen", "pattennet
           "pattennet-regions:neogen", "resnet18:no-neogen", "densenet121:no-neogen"]
 RATIO_ABLATION = ["pattennet-regions:neogen=0.5"]  # with "no" and "1:1" above: on the phantom cohort only (time)
 BASELINE = "cnn"
-# the tiny preset with shorter schedules (epochs per stage), sized so the whole default command (3 cohorts x
-# 5 folds, NeoGen + 7 classifiers per fold, 8 on the phantom) fits in 150 min on 2 idle CPU cores: one fold
-# at the full tiny schedules costs ~27 single-thread minutes (NeoGen 11, classifiers 15), at these ~18. The
-# classifier keeps 30 epochs: at 20 the plain CNN lost 0.1-0.2 AUC on two phantom folds. Written to
-# <work>/config.json and passed as ``neonet cv --config`` unless --config names another.
+# the tiny preset with shorter schedules (epochs per stage) for the whole default command (3 cohorts x 5 folds,
+# NeoGen + 7 classifiers per fold, 8 on the phantom). Sized for 150 min on 2 idle CPU cores (111 min measured
+# on 2026-12-02), but on 2026-12-03 a phantom fold job cost ~25 single-thread minutes (NeoGen 10, classifiers
+# 14) and the command ~181 min (bench/results/quality/wall_time.md). The classifier keeps 30 epochs: at 20
+# the plain CNN lost 0.1-0.2 AUC on two phantom folds. Written to <work>/config.json and passed as
+# ``neonet cv --config`` unless --config names another.
 BENCH_CONFIG = tiny_with_schedules({"ae": 3, "ldm": 30, "controlnet": 15, "cls": 30}, sampling_steps=30)
 COHORTS = {
     "phantom": ["--difficulty", "0.5"],
