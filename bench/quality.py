@@ -39,12 +39,13 @@ MODELS = ["cnn:no-neogen", "pattennet:no-neogen", "pattennet:neogen", "pattennet
 RATIO_ABLATION = ["pattennet-regions:neogen=0.5"]  # with "no" and "1:1" above: on the phantom cohort only (time)
 BASELINE = "cnn"
 # the tiny preset with shorter schedules (epochs per stage) for the whole default command (3 cohorts x 5 folds,
-# NeoGen + 7 classifiers per fold, 8 on the phantom). Sized for 150 min on 2 idle CPU cores (111 min measured
-# on 2026-12-02), but on 2026-12-03 a phantom fold job cost ~25 single-thread minutes (NeoGen 10, classifiers
-# 14) and the command ~181 min (bench/results/quality/wall_time.md). The classifier keeps 30 epochs: at 20
-# the plain CNN lost 0.1-0.2 AUC on two phantom folds. Written to <work>/config.json and passed as
-# ``neonet cv --config`` unless --config names another.
-BENCH_CONFIG = tiny_with_schedules({"ae": 3, "ldm": 30, "controlnet": 15, "cls": 30}, sampling_steps=30)
+# NeoGen + 7 classifiers per fold, 8 on the phantom), sized for 150 min on 2 idle CPU cores. The earlier
+# schedule (ae 3 epochs on 4 crops per case, ldm 30, controlnet 15) took ~181 min on 2026-12-03; this one cuts
+# NeoGen only (~5 instead of ~10 single-thread min per fold job; bench/results/quality/wall_time.md). The
+# classifier keeps 30 epochs: at 20-24 the plain CNN lost 0.1-0.2 AUC on two phantom folds. Written to
+# <work>/config.json and passed as ``neonet cv --config`` unless --config names another.
+BENCH_CONFIG = tiny_with_schedules({"ae": 2, "ldm": 20, "controlnet": 10, "cls": 30}, sampling_steps=30,
+                                   ae={"crops_per_case": 2})
 COHORTS = {
     "phantom": ["--difficulty", "0.5"],
     "hard": ["--difficulty", "0.8"],
@@ -125,6 +126,7 @@ def table(name: str, cv: Path, wall_s: float | None, commit: str) -> str:
     neogen_s = {r["fold"]: sum(v for k, v in r["timings_s"].items() if k.startswith("neogen")) for r in results}
     cpu_min = (sum(neogen_s.values()) + sum(r["timings_s"]["classifier_train_s"] for r in results)) / 60
     epochs = ", ".join(f"{stage} {plan['config'][stage]['train']['epochs']}" for stage in ("ae", "ldm", "controlnet", "cls"))
+    epochs += f" (autoencoder on {plan['config']['ae']['crops_per_case']} random crops per case)"
     lines = [f"# Quality: {name} cohort", "",
              f"`python bench/quality.py` at commit {commit}; cohort `{' '.join(a.replace(str(ROOT) + os.sep, '') for a in COHORTS[name])}`, {len(plan['folds'])} cases, "
              f"{plan['n_folds']} folds; preset {plan['config']['preset']}, epochs {epochs}; " + ("tables only (`--report-only`), no training in the last invocation; " if wall_s is None else
